@@ -1,0 +1,1 @@
+"""One module per CLI command: parse, call ``Course``, render with ``views``."""

@@ -1,0 +1,1 @@
+"""All terminal output. Only this package imports rich; it renders, never decides."""
