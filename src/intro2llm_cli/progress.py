@@ -233,3 +233,9 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "llm-course progress file"
     return schema
+
+
+if __name__ == "__main__":  # python -m intro2llm_cli.progress > progress/progress.schema.json
+    import json
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

@@ -2,7 +2,7 @@
 
 For each target symbol the stub keeps the decorators, the signature (however
 many lines), the docstring and the ``# Step N:`` comments of the body (with the
-comment lines that continue them), and replaces the code with
+indented comment lines that continue them), and replaces the code with
 ``raise NotImplementedError("TODO(lessonNN): Symbol")``. Everything else in the
 file stays byte-for-byte as the reference wrote it. The same line-splicing is
 used to drop a wrong implementation into a module (``replace_symbol``), which
@@ -20,6 +20,7 @@ import textwrap
 
 STUB_MARKER = "TODO(lesson"
 _STEP = re.compile(r"^\s*#\s*Step\s*\d+", re.IGNORECASE)
+_CONTINUATION = re.compile(r"^\s*#\s{2,}\S")  # "#   more of the step above"
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -62,7 +63,8 @@ def _docstring_end(func: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str) 
 
 def _step_comments(lines: list[str]) -> list[str]:
     """The ``# Step`` comment blocks among ``lines``: each step line plus the
-    comment lines directly below it."""
+    indented comment lines (``#   ...``) directly below it. Any other comment in
+    a target body is the author's note and does not reach the learner."""
     kept: list[str] = []
     in_step = False
     for line in lines:
@@ -70,7 +72,7 @@ def _step_comments(lines: list[str]) -> list[str]:
         if _STEP.match(line):
             in_step = True
             kept.append(stripped)
-        elif in_step and stripped.startswith("#"):
+        elif in_step and _CONTINUATION.match(line):
             kept.append(stripped)
         else:
             in_step = False

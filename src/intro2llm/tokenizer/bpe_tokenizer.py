@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -279,15 +279,12 @@ class BPETokenizer(BaseTokenizer):
         #         同时建立倒排索引 where[(a, b)] = {含有该 pair 的词下标 k}，合并时只需访问这些词
         words = [list(word) for word in word_counts]
         freqs = list(word_counts.values())
-        pair_counts: dict[tuple[str, str], int] = {}
-        where: dict[tuple[str, str], set[int]] = {}
+        pair_counts: defaultdict[tuple[str, str], int] = defaultdict(int)
+        where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
         for k, (symbols, freq) in enumerate(zip(words, freqs)):
             for pair in zip(symbols, symbols[1:]):
-                pair_counts[pair] = pair_counts.get(pair, 0) + freq
-                if pair in where:
-                    where[pair].add(k)
-                else:
-                    where[pair] = {k}
+                pair_counts[pair] += freq
+                where[pair].add(k)
         # Step 5: 最大堆 heap = [(-count, pair) for pair, count in pair_counts.items()]，heapq.heapify(heap)。
         #         heapq 是最小堆所以存 -count；计数相同时元组比较取字典序最小的 (left, right)，正好是平局规则
         heap = [(-count, pair) for pair, count in pair_counts.items()]
@@ -344,8 +341,8 @@ class BPETokenizer(BaseTokenizer):
                         old = (word[j - 1], a)
                         pair_counts[old] -= f
                         added = (out[-1], new)
-                        pair_counts[added] = pair_counts.get(added, 0) + f
-                        where.setdefault(added, set()).add(k)
+                        pair_counts[added] += f
+                        where[added].add(k)
                         increased.add(added)
                     if j + 2 < n:
                         y = word[j + 2]
@@ -353,8 +350,8 @@ class BPETokenizer(BaseTokenizer):
                             old = (b, y)
                             pair_counts[old] -= f
                             added = (new, y)
-                            pair_counts[added] = pair_counts.get(added, 0) + f
-                            where.setdefault(added, set()).add(k)
+                            pair_counts[added] += f
+                            where[added].add(k)
                             increased.add(added)
                     out.append(new)
                     i = j + 2

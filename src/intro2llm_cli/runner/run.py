@@ -75,7 +75,7 @@ def run_suite(
         raise CourseError("target.bad", detail=str(exc)) from exc
     collector = ResultCollector(lesson.folder, target_root, lang)
     args = [
-        *files, "-q", "-p", "no:cacheprovider", "-p", "no:terminal", "--import-mode=importlib",
+        *files, "-p", "no:cacheprovider", "-p", "no:terminal", "--import-mode=importlib",
         "--rootdir", str(lessons_root), "-c", str(lessons_root / "pytest.ini"),
         "--timeout", str(timeout), "-W", "ignore::DeprecationWarning",
     ]

@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markdown import Markdown
-from rich.panel import Panel
-from rich.syntax import Syntax
-from rich.table import Table
 
 from ..messages import t
 
@@ -55,6 +51,8 @@ def tier_cell(record, lang: str) -> str:
 
 
 def lesson_table(title: str, rows: list[list[str]], headers: list[str]) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in headers:
         table.add_column(header)
@@ -64,15 +62,22 @@ def lesson_table(title: str, rows: list[list[str]], headers: list[str]) -> None:
 
 
 def markdown(text: str) -> None:
+    from rich.markdown import Markdown
+
     console.print(Markdown(text))
 
 
 def code(source: str, title: str) -> None:
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+
     console.print(Panel(Syntax(source, "python", line_numbers=False, word_wrap=True), title=title,
                         title_align="left"))
 
 
 def panel(text: str, title: str, style: str = "cyan") -> None:
+    from rich.panel import Panel
+
     console.print(Panel(text, title=title, title_align="left", border_style=style))
 
 
