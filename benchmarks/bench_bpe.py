@@ -130,7 +130,7 @@ def naive_train(words: Counter[str], alphabet: list[str], vocab_size: int, max_m
     while len(vocab) < vocab_size and (max_merges is None or len(merges) < max_merges):
         counts: Counter[tuple[str, str]] = Counter()
         for word, freq in corpus.items():
-            for pair in zip(word, word[1:]):
+            for pair in zip(word, word[1:], strict=False):
                 counts[pair] += freq
         if not counts:
             break

@@ -114,11 +114,13 @@ class Workspace:
             if source.is_file() and not (self.root / relpath).exists():
                 self._put(relpath, source.read_text(encoding="utf-8"), "package", None, manifest, report)
 
-    def stub_text(self, catalog: Catalog, progress: Progress, module: str) -> str:
-        """The module with every target not yet completed or provided turned into a stub."""
+    def stub_text(self, catalog: Catalog, progress: Progress, module: str,
+                  lesson: LessonSpec | None = None) -> str:
+        """The module with ``lesson``'s targets and every target not yet completed
+        or provided turned into stubs."""
         text = (reference_dir() / module).read_text(encoding="utf-8")
         for owner, symbols in catalog.lessons_sharing_file(module):
-            if not progress.state(owner.id).done:
+            if owner is lesson or not progress.state(owner.id).done:
                 text = stub_source(text, symbols, owner.short_id)
         return text
 
@@ -130,7 +132,8 @@ class Workspace:
         for target in lesson.targets:
             self._write_package_inits(target.file, manifest, report)
             relpath = f"{PACKAGE}/{target.file}"
-            self._put(relpath, self.stub_text(catalog, progress, target.file), "stub", lesson.id, manifest, report)
+            self._put(relpath, self.stub_text(catalog, progress, target.file, lesson), "stub", lesson.id,
+                      manifest, report)
         self._write_provided(catalog, progress, manifest, report)
         self._save_manifest(manifest)
         return report
@@ -157,7 +160,7 @@ class Workspace:
         report = WriteReport(backup=str(backup.relative_to(self.root)) if backup else None)
         for target in lesson.targets:
             self._write_package_inits(target.file, manifest, report)
-            self._put(f"{PACKAGE}/{target.file}", self.stub_text(catalog, progress, target.file),
+            self._put(f"{PACKAGE}/{target.file}", self.stub_text(catalog, progress, target.file, lesson),
                       "stub", lesson.id, manifest, report, overwrite=True)
         self._save_manifest(manifest)
         return report

@@ -48,6 +48,7 @@ import heapq
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from .base_tokenizer import BaseTokenizer
@@ -55,7 +56,9 @@ from .base_tokenizer import BaseTokenizer
 # "words" keep their leading whitespace: "\s*\S+" is a word with the spaces before it,
 # "\s+" catches whitespace at the end of the text. The pieces concatenate back to the text.
 WORD_PATTERN = re.compile(r"\s*\S+|\s+")
-# Words longer than this are not cached by encode (keeps the cache from growing without bound).
+# Larger than any merge rank: the rank of a pair that is not a merge.
+NO_RANK = 1 << 62
+# encode caches the ids of at most this many distinct words (bounded memory on huge corpora).
 _CACHE_MAX_ENTRIES = 200_000
 
 
@@ -96,10 +99,10 @@ def get_pair_counts(words: dict[tuple[str, ...], int]) -> Counter[tuple[str, str
     """
     # Step 1: 新建 counts = Counter()
     counts: Counter[tuple[str, str]] = Counter()
-    # Step 2: 对每个 (word, freq)，遍历相邻对 zip(word, word[1:])，counts[pair] += freq
+    # Step 2: 对每个 (word, freq)，遍历相邻对 zip(word, word[1:], strict=False)，counts[pair] += freq
     #         (一个词出现 freq 次，它的每个相邻对也就出现 freq 次)
     for word, freq in words.items():
-        for pair in zip(word, word[1:]):
+        for pair in zip(word, word[1:], strict=False):
             counts[pair] += freq
     return counts
 
@@ -274,98 +277,88 @@ class BPETokenizer(BaseTokenizer):
             raise ValueError(
                 f"vocab_size={vocab_size} is too small: special tokens + alphabet already need {len(vocab)}"
             )
-        # Step 4: 每个不同的词拆成符号列表 words[k] = list(word)，频次 freqs[k] = count；
-        #         统计初始 pair_counts[(a, b)] += freqs[k](同 get_pair_counts)，
-        #         同时建立倒排索引 where[(a, b)] = {含有该 pair 的词下标 k}，合并时只需访问这些词
-        words = [list(word) for word in word_counts]
+        # Step 4: 每个不同的词变成符号序列 words[k](频次 freqs[k])。可以直接用 list(word)；参考实现把每个符号的 id
+        #         写成一个字符 chr(id)，一个词就是一个 str，相邻对 (a, b) 就是长度 2 的子串 chr(a) + chr(b)，
+        #         这样扫描和替换都能交给 C 实现的 str.find / str.replace。
+        #         统计初始计数 pair_counts[pair] += freqs[k](同 get_pair_counts)，并建立倒排索引
+        #         where[pair] = {含有该 pair 的词下标 k}：之后每次合并只需访问这些词，而不是整个语料
+        tokens = [""] * len(vocab)
+        for token, idx in vocab.items():
+            tokens[idx] = token
+        to_symbols = {ord(ch): chr(idx) for ch, idx in vocab.items() if len(ch) == 1}
+        words = [word.translate(to_symbols) for word in word_counts]
         freqs = list(word_counts.values())
-        pair_counts: defaultdict[tuple[str, str], int] = defaultdict(int)
-        where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
-        for k, (symbols, freq) in enumerate(zip(words, freqs)):
-            for pair in zip(symbols, symbols[1:]):
-                pair_counts[pair] += freq
-                where[pair].add(k)
-        # Step 5: 最大堆 heap = [(-count, pair) for pair, count in pair_counts.items()]，heapq.heapify(heap)。
-        #         heapq 是最小堆所以存 -count；计数相同时元组比较取字典序最小的 (left, right)，正好是平局规则
-        heap = [(-count, pair) for pair, count in pair_counts.items()]
+        pair_counts: defaultdict[str, int] = defaultdict(int)
+        where: defaultdict[str, set[int]] = defaultdict(set)
+        for k, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+            for i in range(len(word) - 1):
+                key = word[i : i + 2]
+                pair_counts[key] += freq
+                where[key].add(k)
+        # Step 5: 最大堆 heap = [(-count, left, right) ...](left / right 为 token 字符串)，heapq.heapify(heap)。
+        #         heapq 是最小堆所以存 -count；计数相同时按 (left, right) 的字典序取最小者，正好是约定的平局规则
+        heap = [(-count, tokens[ord(key[0])], tokens[ord(key[1])], key) for key, count in pair_counts.items()]
         heapq.heapify(heap)
         merges: list[tuple[str, str]] = []
         threshold = max(min_frequency, 1)
-        # Step 6: 循环直到 len(vocab) == vocab_size 或堆为空：neg, pair = heapq.heappop(heap)，
-        #         count = pair_counts.get(pair, 0)。懒删除：若 -neg != count，条目已过期——
-        #         当 0 < count < -neg 时把 (-count, pair) 重新入堆，然后 continue(计数增加的 pair 已在第 9 步入过堆)；
-        #         若 count < max(min_frequency, 1)，停止训练(之后的计数只会更小)
+        # Step 6: 循环直到 len(vocab) == vocab_size 或堆为空：弹出堆顶，取该 pair 的当前计数 count。
+        #         懒删除：堆里的计数与当前计数不同说明条目过期——若 0 < count < 堆中计数，以新计数重新入堆，
+        #         然后 continue(计数增加的 pair 已在第 9 步入过堆)；若 count < max(min_frequency, 1) 就停止
         while len(vocab) < vocab_size and heap:
-            neg, pair = heapq.heappop(heap)
-            count = pair_counts.get(pair, 0)
+            neg, a, b, key = heapq.heappop(heap)
+            count = pair_counts.get(key, 0)
             if -neg != count:
                 if 0 < count < -neg:
-                    heapq.heappush(heap, (-count, pair))
+                    heapq.heappush(heap, (-count, a, b, key))
                 continue
             if count < threshold:
                 break
-            # Step 7: 记录合并 merges.append(pair)，新 token new = a + b；
-            #         若 new 已在 vocab(不同合并拼出同一字符串)就复用原 id，否则 vocab[new] = len(vocab)
-            a, b = pair
+            # Step 7: 记录合并 merges.append((a, b))，新 token new = a + b；
+            #         若 new 已在 vocab(不同合并可能拼出同一字符串)就复用原 id，否则 vocab[new] = len(vocab)
+            merges.append((a, b))
             new = a + b
-            merges.append(pair)
             if new not in vocab:
                 vocab[new] = len(vocab)
-            # Step 8: 只更新受影响的词：对 where.pop(pair) 里的每个词 k(频次 f)，从左到右把不重叠的 (a, b)
-            #         换成 new(同 merge_pair)，并就地修正邻居 pair 的计数：
-            #         左邻：若前面还有符号 x(新序列的最后一个，可能正是上一处刚合并的 new)，
-            #               pair_counts[(word[i-1], a)] -= f，pair_counts[(x, new)] += f；
-            #         右邻：若 i + 2 < n 且 word[i+2:i+4] 不是下一处 (a, b)(否则留给下一处的"左邻"处理)，
-            #               pair_counts[(b, word[i+2])] -= f，pair_counts[(new, word[i+2])] += f；
-            #         新增计数的 pair 把 k 加入 where 并记入集合 increased；索引过期(已不含 pair)的词直接跳过
-            increased: set[tuple[str, str]] = set()
-            for k in where.pop(pair, ()):
+                tokens.append(new)
+            c = chr(vocab[new])
+            # Step 8: 只处理 where.pop(pair) 里的词 k(频次 f)：从左到右找出 (a, b) 的不重叠出现位置 i，
+            #         对每处修正邻居 pair 的计数：
+            #         左邻：若 i > 0，旧对 (word[i-1], a) 计数 -= f；新对 (x, new) += f，x 是合并后序列里的前一个符号
+            #               (若上一处出现恰好在 i-1 结束，x 就是 new 本身，否则 x = word[i-1])；
+            #         右邻：若 i + 2 < len(word) 且 i + 2 处不是下一处 (a, b)(否则交给下一处的"左邻"处理，避免重复)，
+            #               旧对 (b, word[i+2]) -= f，新对 (new, word[i+2]) += f；
+            #         新对把 k 加入 where，并记下它们的增量；最后把词换成合并后的序列(同 merge_pair)。
+            #         索引可能过期(词里已没有这个 pair)，这时直接跳过
+            fresh: defaultdict[str, int] = defaultdict(int)
+            for k in where.pop(key, ()):
                 word = words[k]
-                n = len(word)
-                f = freqs[k]
-                out: list[str] = []
-                i = 0
-                while i < n:
-                    try:
-                        j = word.index(a, i)
-                    except ValueError:
-                        break
-                    if j + 1 >= n:
-                        break
-                    if word[j + 1] != b:
-                        out.extend(word[i : j + 1])
-                        i = j + 1
-                        continue
-                    out.extend(word[i:j])
-                    if out:
-                        old = (word[j - 1], a)
-                        pair_counts[old] -= f
-                        added = (out[-1], new)
-                        pair_counts[added] += f
-                        where[added].add(k)
-                        increased.add(added)
-                    if j + 2 < n:
-                        y = word[j + 2]
-                        if not (y == a and j + 3 < n and word[j + 3] == b):
-                            old = (b, y)
-                            pair_counts[old] -= f
-                            added = (new, y)
-                            pair_counts[added] += f
-                            where[added].add(k)
-                            increased.add(added)
-                    out.append(new)
-                    i = j + 2
-                if i == 0:
+                i = word.find(key)
+                if i < 0:
                     continue
-                out.extend(word[i:])
-                words[k] = out
-            # Step 9: 合并后 pair 已全部消失：del pair_counts[pair]；对 increased 中计数仍 > 0 的 pair
-            #         以最新计数 heapq.heappush(heap, (-pair_counts[p], p))；verbose 时打印本次合并
-            del pair_counts[pair]
-            for p in increased:
-                c = pair_counts.get(p, 0)
-                if c > 0:
-                    heapq.heappush(heap, (-c, p))
+                f, n, prev_end = freqs[k], len(word), -1
+                while i >= 0:
+                    if i > 0:
+                        pair_counts[word[i - 1 : i + 1]] -= f
+                        added = c + c if prev_end == i else word[i - 1] + c
+                        fresh[added] += f
+                        where[added].add(k)
+                    nxt = i + 2
+                    i = word.find(key, nxt)
+                    if nxt < n and i != nxt:
+                        pair_counts[word[nxt - 1 : nxt + 1]] -= f
+                        added = c + word[nxt]
+                        fresh[added] += f
+                        where[added].add(k)
+                    prev_end = nxt
+                words[k] = word.replace(key, c)
+            # Step 9: 合并后这个 pair 已全部消失：del pair_counts[pair]。把新对的增量加进 pair_counts，
+            #         并以最新计数入堆(计数减少的 pair 不用入堆，由第 6 步的懒删除处理)；verbose 时打印本次合并
+            del pair_counts[key]
+            for added, delta in fresh.items():
+                total = pair_counts[added] + delta
+                pair_counts[added] = total
+                if total > 0:
+                    heapq.heappush(heap, (-total, tokens[ord(added[0])], tokens[ord(added[1])], added))
             if verbose:
                 print(f"merge {len(merges)}: {a!r} + {b!r} -> {new!r} (count {count}), vocab {len(vocab)}")
         # Step 10: self._set_vocab_and_merges(vocab, merges) 保存结果并重建编码用的查找表，return self
@@ -386,7 +379,8 @@ class BPETokenizer(BaseTokenizer):
         """
         # Step 1: ids = [self.bos_token_id] if add_special_tokens else []
         ids: list[int] = [self.bos_token_id] if add_special_tokens else []
-        vocab, ranks, cache, unk = self.vocab, self._ranks, self._cache, self.unk_token_id
+        vocab, cache, unk = self.vocab, self._cache, self.unk_token_id
+        rank_of = self._ranks.get
         # Step 2: 对 self.split_special_tokens(text) 的每个片段：若它在 self.special_tokens 中，
         #         直接追加它的 id(特殊 token 永不拆分)；否则对 self.pre_tokenize(片段) 的每个词做第 3~4 步
         for piece in self.split_special_tokens(text):
@@ -395,18 +389,32 @@ class BPETokenizer(BaseTokenizer):
                 ids.append(special_id)
                 continue
             for word in self.pre_tokenize(piece):
-                # Step 3: 先查缓存 self._cache[word]；未命中时 symbols = tuple(word)(逐字符)，GPT-2 式合并：
+                # Step 3: 先查缓存 self._cache.get(word)；未命中时从单个字符开始 symbols = tuple(word)，GPT-2 式合并：
                 #         反复在相邻对 zip(symbols, symbols[1:]) 中找 rank 最小者
-                #         best = min(pairs, key=lambda p: self._ranks.get(p, inf))，
-                #         若 best 不在 self._ranks 中就停止，否则 symbols = merge_pair(symbols, best)
+                #         best = min(pairs, key=lambda p: self._ranks.get(p, inf))(rank 小 = 训练时学得早)，
+                #         若 best 不在 self._ranks 中就停止，否则 symbols = merge_pair(symbols, best)(合并它的全部出现)。
+                #         (参考实现等价但更快：维护每个相邻位置的 rank 列表，只在合并处更新左右两个 rank，
+                #          用 C 实现的 min / list.index 找下一处，避免每轮重算所有相邻对)
                 cached = cache.get(word)
                 if cached is None:
-                    symbols = tuple(word)
-                    while len(symbols) > 1:
-                        best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, float("inf")))
-                        if best not in ranks:
+                    symbols = list(word)
+                    pair_ranks = list(map(rank_of, zip(symbols, symbols[1:], strict=False), repeat(NO_RANK)))
+                    while pair_ranks:
+                        best = min(pair_ranks)
+                        if best == NO_RANK:
                             break
-                        symbols = merge_pair(symbols, best)
+                        i = pair_ranks.index(best)
+                        while True:
+                            symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+                            del pair_ranks[i]
+                            if i > 0:
+                                pair_ranks[i - 1] = rank_of((symbols[i - 1], symbols[i]), NO_RANK)
+                            if i < len(pair_ranks):
+                                pair_ranks[i] = rank_of((symbols[i], symbols[i + 1]), NO_RANK)
+                            try:
+                                i = pair_ranks.index(best, i)
+                            except ValueError:
+                                break
                     # Step 4: 每个符号查 vocab 得到 id，训练时没见过的字符用 self.unk_token_id；
                     #         结果存入缓存(缓存条目少于 _CACHE_MAX_ENTRIES 时)并追加到 ids
                     cached = [vocab.get(symbol, unk) for symbol in symbols]

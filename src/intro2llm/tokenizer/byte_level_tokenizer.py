@@ -69,7 +69,7 @@ def bytes_to_unicode() -> dict[int, str]:
             cs.append(256 + n)
             n += 1
     # Step 3: 返回 dict(zip(bs, [chr(c) for c in cs]))
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 class ByteLevelTokenizer(BPETokenizer):

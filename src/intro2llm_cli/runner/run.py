@@ -7,6 +7,8 @@ is dropped before a run so that edits are seen.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import time
@@ -75,7 +77,7 @@ def run_suite(
         raise CourseError("target.bad", detail=str(exc)) from exc
     collector = ResultCollector(lesson.folder, target_root, lang)
     args = [
-        *files, "-p", "no:cacheprovider", "-p", "no:terminal", "--import-mode=importlib",
+        *files, "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
         "--rootdir", str(lessons_root), "-c", str(lessons_root / "pytest.ini"),
         "--timeout", str(timeout), "-W", "ignore::DeprecationWarning",
     ]
@@ -87,13 +89,16 @@ def run_suite(
     targets.reset()
     _forget_test_modules(lessons_root)
     started = time.perf_counter()
-    with _environment(**{targets.TARGET_ENV: target, "LLM_COURSE_LANG": lang}):
+    # pytest's own terminal report is not shown (the views render the results),
+    # but its reporter stays loaded: pytest-timeout writes through it.
+    with _environment(**{targets.TARGET_ENV: target, "LLM_COURSE_LANG": lang}), \
+            contextlib.redirect_stdout(io.StringIO()) as report:
         code = pytest.main(args, plugins=[collector])
     elapsed = time.perf_counter() - started
     targets.reset()
     if int(code) in (3, 4):  # internal error / usage error: a bug in the lesson or the tool
-        raise CourseError("runner.pytest_failed", code=int(code), lesson=lesson.id,
-                          detail="; ".join(collector.collection_errors)[:500])
+        detail = "; ".join(collector.collection_errors) or report.getvalue().strip()
+        raise CourseError("runner.pytest_failed", code=int(code), lesson=lesson.id, detail=detail[-500:])
     tests: list[TestResult] = list(collector.results.values())
     for test in tests:
         test.test_id = test.test_id.removeprefix(f"{lesson.id}/")
