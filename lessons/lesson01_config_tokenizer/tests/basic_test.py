@@ -348,8 +348,8 @@ def test_load_missing_file_raises_file_not_found_with_the_path(tmp_path):
 
 @pytest.mark.symbol("ModelConfig.load")
 def test_load_invalid_json_raises_value_error_naming_the_file(tmp_path):
-    """A damaged ``config.json`` -> ``ValueError`` (not ``json.JSONDecodeError`` leaking through
-    unexplained is fine too, since it subclasses ValueError) whose message names the file."""
+    """A damaged ``config.json`` -> ``ValueError`` whose message names the file (a bare
+    ``json.JSONDecodeError`` is a ValueError too, but its message does not say which file)."""
     config = _config_module()
     (tmp_path / "config.json").write_text("{ not json", encoding="utf-8")
     exc = expect_error(ValueError, lambda: config.ModelConfig.load(tmp_path), "ModelConfig.load(<broken json>)")
@@ -738,10 +738,10 @@ def test_train_skips_special_tokens_in_the_texts_and_returns_self():
 @pytest.mark.symbol("BPETokenizer.train")
 def test_train_special_tokens_argument_replaces_the_specials():
     """``special_tokens=[<pad> <s> </s> <unk> <|user|>]``: five specials take 0..4, the alphabet
-    a b takes 5 6, and the merge ab takes 7."""
+    a b takes 5 6, and the one merge ab takes 7; the eos role is now "</s>"."""
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>"]
-    tok = _bpe_module().BPETokenizer().train(["ab ab"], vocab_size=8, special_tokens=specials)
-    assert_same_sequence(_tokens_in_id_order(tok.vocab, "tok.vocab")[:8], [*specials, "a", "b", " "][:7] + ["ab"],
+    tok = _bpe_module().BPETokenizer().train(["ab", "ab"], vocab_size=8, special_tokens=specials)
+    assert_same_sequence(_tokens_in_id_order(tok.vocab, "tok.vocab"), [*specials, "a", "b", "ab"],
                          say("按 id 排列的词表", "vocab tokens in id order"))
     assert_equal(tok.eos_token, "</s>", "tok.eos_token")
 
@@ -905,7 +905,7 @@ def _bytes_only_tokenizer():
     ("hi<eos>", [108, 109, 2]),
     ("你", [232, 193, 164]),
     (" \n", [36, 14]),
-    ("\x00\xff", [4, 199, 195 + 4]),
+    ("\x00\xff", [4, 199, 195]),
 ], ids=["ascii-and-special", "chinese", "space-newline", "nul-and-yuml"])
 def test_byte_level_ids_are_four_plus_the_byte_values(text, expected):
     """No merges: each UTF-8 byte b is id 4 + b. "h" 104 -> 108, "i" 105 -> 109; "你" e4 bd a0 ->
