@@ -570,7 +570,8 @@ LOAD_ERRORS = [
     ("broken-json", ValueError, "{ not json"),
     ("not-an-object", ValueError, "[1, 2, 3]"),
     ("wrong-format-version", ValueError,
-     json.dumps({"format_version": 2, "type": "bpe", "special_tokens": SPECIALS, "vocab": {}, "merges": []})),
+     json.dumps({"format_version": 2, "type": "bpe", "special_tokens": SPECIALS,
+                 "vocab": {t: i for i, t in enumerate(SPECIALS)}, "merges": []})),
     ("unknown-type", ValueError,
      json.dumps({"format_version": 1, "type": "sentencepiece", "special_tokens": SPECIALS})),
 ]
@@ -661,12 +662,16 @@ def test_get_pair_counts_counts_every_adjacent_position(words, expected):
     (("x", "a"), ("a", "b"), ("x", "a")),
     (("b", "a"), ("a", "b"), ("b", "a")),
     (("a", "bc"), ("ab", "c"), ("a", "bc")),
+    (("ab", "c"), ("b", "c"), ("ab", "c")),
+    ((" ", "b", " ", "b"), (" ", "b"), (" b", " b")),
     ((), ("a", "b"), ()),
-], ids=["two-occurrences", "aaa", "aaaa", "tent", "single", "left-at-end", "reversed", "symbols-not-strings", "empty"])
+], ids=["two-occurrences", "aaa", "aaaa", "tent", "single", "left-at-end", "reversed", "symbols-not-strings",
+        "inside-a-symbol", "space-symbols", "empty"])
 def test_merge_pair_merges_non_overlapping_left_to_right(word, pair, expected):
     """Left to right, skipping both symbols after a match: ``aaa`` -> (aa, a), never (a, aa) or
     (aa, aa); a lone ``left`` at the end stays; matching is on symbols, so ("a","bc") does not
-    contain the pair ("ab","c") although the strings join to the same ``abc``."""
+    contain the pair ("ab","c") although the strings join to the same ``abc``, and ("ab","c")
+    does not contain ("b","c"); a space is a symbol like any other."""
     result = _bpe_module().merge_pair(word, pair)
     assert isinstance(result, tuple), say(f"merge_pair 应返回 tuple（要能做 dict 的键），实际是 {type(result).__name__}",
                                           f"merge_pair should return a tuple (usable as a dict key), got {type(result).__name__}")

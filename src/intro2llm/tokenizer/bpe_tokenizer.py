@@ -9,7 +9,8 @@ Worked example (``words`` maps each word, as a tuple of symbols, to its count)::
 
     corpus "low low low lower"  ->  pre_tokenize  ->  ["low", " low", " low", " lower"]
     words  = {("l","o","w"): 1, (" ","l","o","w"): 2, (" ","l","o","w","e","r"): 1}
-    get_pair_counts(words)[("l", "o")] == 1 + 2 + 1 == 4      # highest count -> merge 1
+    get_pair_counts(words): ("l","o"): 4, ("o","w"): 4, (" ","l"): 3, ("w","e"): 1, ("e","r"): 1
+    tie at 4 -> the smaller pair ("l", "o") < ("o", "w") is merge 1, token "lo"
     words  = {("lo","w"): 1, (" ","lo","w"): 2, (" ","lo","w","e","r"): 1}
     next best: ("lo", "w") with 4 -> token "low"; then (" ", "low") with 3 -> " low"; ...
 
@@ -36,7 +37,9 @@ merge: O(merges x corpus). ``train`` instead keeps
 
 and after a merge touches only the words that contain the merged pair, fixing
 the counts of the neighbouring pairs around each occurrence. It produces exactly
-the merges of the naive loop.
+the merges of the naive loop. (Inside ``train`` each word is stored as a string
+with one character ``chr(id)`` per symbol, so a pair is a 2-character string and
+``str.find`` / ``str.replace`` do the scanning in C.)
 
 ``ByteLevelTokenizer`` reuses ``train`` unchanged through two hooks:
 ``pre_tokenize`` (text -> words) and ``initial_alphabet`` (the starting symbols).
@@ -213,7 +216,7 @@ class BPETokenizer(BaseTokenizer):
                 raise ValueError(f"special token {token!r} must have id {idx} in the vocab; re-save it")
         pairs: list[tuple[str, str]] = []
         for merge in merges:
-            if len(merge) != 2 or any(part not in vocab for part in (merge[0], merge[1], merge[0] + merge[1])):
+            if len(merge) != 2 or any(part not in vocab for part in (*merge, merge[0] + merge[1])):
                 raise ValueError(f"merge {merge!r} uses tokens missing from the vocab; re-save it")
             pairs.append((merge[0], merge[1]))
         tok._set_vocab_and_merges(vocab, pairs)

@@ -58,7 +58,11 @@ def bytes_to_unicode() -> dict[int, str]:
     # Step 1: 先收集"本身就可打印"的字节：bs = list(range(ord("!"), ord("~") + 1))
     #         + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))，
     #         它们映射到自己：cs = bs[:]
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     # Step 2: 其余字节 b(0..255 中不在 bs 里的，按从小到大的顺序)依次映射到 256 + n(n = 0, 1, 2, ...)：
     #         bs.append(b)，cs.append(256 + n)，n += 1 —— 这样空格、换行等也有了可见的字符
