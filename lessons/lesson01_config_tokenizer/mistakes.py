@@ -736,7 +736,7 @@ def train_incremental_abab_double_subtract(self, texts, vocab_size, special_toke
                     i += 1
                     continue
                 if out:
-                    pair_counts[(word[i - 1], a)] -= f
+                    pair_counts[(word[i - 1], a)] = pair_counts.get((word[i - 1], a), 0) - f
                     added = (out[-1], new)
                     pair_counts[added] = pair_counts.get(added, 0) + f
                     where.setdefault(added, set()).add(k)
@@ -744,7 +744,7 @@ def train_incremental_abab_double_subtract(self, texts, vocab_size, special_toke
                 if i + 2 < n:
                     y = word[i + 2]
                     if True:
-                        pair_counts[(b, y)] -= f
+                        pair_counts[(b, y)] = pair_counts.get((b, y), 0) - f
                         added = (new, y)
                         pair_counts[added] = pair_counts.get(added, 0) + f
                         where.setdefault(added, set()).add(k)
@@ -811,14 +811,14 @@ def train_incremental_index_not_updated(self, texts, vocab_size, special_tokens=
                     i += 1
                     continue
                 if out:
-                    pair_counts[(word[i - 1], a)] -= f
+                    pair_counts[(word[i - 1], a)] = pair_counts.get((word[i - 1], a), 0) - f
                     added = (out[-1], new)
                     pair_counts[added] = pair_counts.get(added, 0) + f
                     increased.add(added)
                 if i + 2 < n:
                     y = word[i + 2]
                     if not (y == a and i + 3 < n and word[i + 3] == b):
-                        pair_counts[(b, y)] -= f
+                        pair_counts[(b, y)] = pair_counts.get((b, y), 0) - f
                         added = (new, y)
                         pair_counts[added] = pair_counts.get(added, 0) + f
                         increased.add(added)

@@ -54,7 +54,7 @@ def assert_same_sequence(actual: Any, expected: Sequence[Any], what: str) -> Non
         raise AssertionError(t("diff.not_sequence", lang(), what=what, type=type(actual).__name__))
     actual = list(actual)
     expected = list(expected)
-    for index, (got, want) in enumerate(zip(actual, expected)):
+    for index, (got, want) in enumerate(zip(actual, expected, strict=False)):
         if got != want:
             start = max(0, index - 2)
             raise AssertionError(t(
@@ -102,8 +102,7 @@ def assert_close(actual: Any, expected: Any, what: str, *, atol: float = 1e-5, r
     bad_mask = diff > allowed
     if bad_mask.any():
         flat = int(diff.argmax())
-        index = list(torch.unravel_index(torch.tensor(flat), diff.shape)) if diff.dim() else []
-        index = [int(i) for i in index]
+        index = [int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape)] if diff.dim() else []
         raise AssertionError(t(
             "diff.values", lang(), what=what, count=int(bad_mask.sum()), total=diff.numel(),
             max_diff=f"{float(diff.max()):.3g}", index=index,

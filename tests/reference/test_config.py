@@ -215,3 +215,11 @@ def test_derived_sizes_agree_with_hf_llama_config(preset):
     assert hf.num_attention_heads // hf.num_key_value_heads == cfg.num_key_value_groups
     mha = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=None)
     assert mha.num_key_value_heads == ModelConfig(**small_kwargs(num_key_value_heads=None)).num_key_value_heads
+
+
+@pytest.mark.parametrize("field", ["rope_theta", "rms_norm_eps", "initializer_range", "hidden_dropout"])
+@pytest.mark.parametrize("value", [None, "1e-6", True])
+def test_non_numeric_float_fields_raise_value_error_naming_the_field(field, value):
+    # A config.json holding null or a quoted number must not surface as a TypeError.
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**{field: value})

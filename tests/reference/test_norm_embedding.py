@@ -152,10 +152,10 @@ def test_norm_gradcheck_float64(cls):
     norm = cls(6, eps=1e-5).double()
     _randomize(norm)
     x = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
-    params = tuple(norm.parameters())
+    names, params = zip(*norm.named_parameters(), strict=True)
 
     def fn(x, *ps):
-        return torch.func.functional_call(norm, dict(zip([n for n, _ in norm.named_parameters()], ps)), (x,))
+        return torch.func.functional_call(norm, dict(zip(names, ps, strict=True)), (x,))
 
     assert torch.autograd.gradcheck(fn, (x, *params))
 

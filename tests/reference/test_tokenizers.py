@@ -521,3 +521,12 @@ def test_custom_special_tokens_survive_save_load(tmp_path):
     again = BaseTokenizer.load(tok.save(tmp_path))
     assert again.special_tokens == tok.special_tokens and again.unk_token == "[UNK]"
     assert again.encode("<|user|>hi") == tok.encode("<|user|>hi") == [4, *tok.encode("hi")]
+
+
+def test_untrained_byte_level_tokenizer_encodes_any_text_without_unk():
+    tokenizer = ByteLevelTokenizer()
+    text = "hi 你好 🙂\n"
+    ids = tokenizer.encode(text)
+    assert tokenizer.unk_token_id not in ids
+    assert len(ids) == len(text.encode("utf-8"))
+    assert tokenizer.decode(ids) == text

@@ -17,8 +17,8 @@ Notation, fixed for this module: ``b = batch``, ``s = seq_len`` (query length),
   ``g == 1`` multi-query attention.
 
 Two implementations give the same numbers: ``attn_implementation="eager"``
-calls this module's ``scaled_dot_product_attention`` (readable, returns
-nothing extra), ``"sdpa"`` (default) calls PyTorch's fused kernel (fast,
+calls this module's ``scaled_dot_product_attention`` (readable, easy to step
+through), ``"sdpa"`` (default) calls PyTorch's fused kernel (fast and
 memory-efficient; FlashAttention on GPUs when no mask is needed).
 """
 
@@ -355,14 +355,16 @@ class GroupedQueryAttention(nn.Module):
         """
         s, t = q.shape[2], k.shape[2]
         if self.attn_implementation == "eager":
-            causal = mask is None
-            return scaled_dot_product_attention(q, k, v, mask, causal, dropout_p, scale=self.scaling)
+            return scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=dropout_p, scale=self.scaling
+            )
         # torch's is_causal is top-left aligned, right only when s == t. With s == 1 the one
         # new token sees every key (no mask); otherwise build the bottom-right mask.
         if mask is None and s > 1 and s != t:
             mask = make_causal_mask(s, t, dtype=q.dtype, device=q.device)
-        causal = mask is None and s == t
-        return F.scaled_dot_product_attention(q, k, v, mask, dropout_p, causal, scale=self.scaling)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and s == t, scale=self.scaling
+        )
 
 
 class MultiHeadAttention(GroupedQueryAttention):

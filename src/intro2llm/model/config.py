@@ -59,6 +59,11 @@ def _config_file(path: str | Path) -> Path:
     return path if path.suffix == ".json" else path / CONFIG_NAME
 
 
+def _is_number(value: object) -> bool:
+    """int or float, but not bool (``True > 0`` would pass a plain comparison)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters of a decoder-only Transformer (Llama family).
@@ -128,18 +133,18 @@ class ModelConfig:
             raise ValueError(f"norm_type={self.norm_type!r} is not supported: use one of {NORM_TYPES}")
         if self.ffn_type not in FFN_TYPES:
             raise ValueError(f"ffn_type={self.ffn_type!r} is not supported: use one of {FFN_TYPES}")
-        # Step 7: 概率类字段 attention_dropout、hidden_dropout 必须满足 0 <= p < 1
-        #         (p == 1 会把所有激活置零)
+        # Step 7: 概率类字段 attention_dropout、hidden_dropout 必须是数字(int/float，不是 bool 或 None，
+        #         比如 config.json 里的 null)，且满足 0 <= p < 1 (p == 1 会把所有激活置零)
         for name in ("attention_dropout", "hidden_dropout"):
             p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name}={p!r} must satisfy 0 <= {name} < 1")
+            if not _is_number(p) or not 0.0 <= p < 1.0:
+                raise ValueError(f"{name}={p!r} must be a number with 0 <= {name} < 1")
         # Step 8: rms_norm_eps(防止除以 0)、rope_theta(频率的底数)、initializer_range(初始化标准差)
-        #         都必须 > 0
+        #         都必须是数字且 > 0
         for name in ("rms_norm_eps", "rope_theta", "initializer_range"):
             value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name}={value!r} must be > 0")
+            if not _is_number(value) or not value > 0:
+                raise ValueError(f"{name}={value!r} must be a number > 0")
 
     @property
     def head_dim(self) -> int:

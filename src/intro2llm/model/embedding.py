@@ -191,11 +191,13 @@ class RotaryEmbedding(nn.Module):
         """
         # Step 1: 需要缓存的长度 needed = seq_len，若 seq_len 为 None 则 needed = int(position_ids.max()) + 1
         #         (position_ids 为空时取 0)；needed > self.max_seq_len_cached 时调用
-        #         self._set_cos_sin_cache(needed) 把缓存扩展到更长的位置 (外推到训练长度之外)
-        if seq_len is None:
-            seq_len = int(position_ids.max()) + 1 if position_ids.numel() > 0 else 0
-        if seq_len > self.max_seq_len_cached:
-            self._set_cos_sin_cache(seq_len)
+        #         self._set_cos_sin_cache(max(needed, 2 * self.max_seq_len_cached)) 扩展缓存
+        #         (位置超出训练长度时按需外推；长度翻倍，逐 token 生成时不必每步都重建)
+        needed = seq_len
+        if needed is None:
+            needed = int(position_ids.max()) + 1 if position_ids.numel() > 0 else 0
+        if needed > self.max_seq_len_cached:
+            self._set_cos_sin_cache(max(needed, 2 * self.max_seq_len_cached))
         # Step 2: 按位置取表：cos = self.cos_cached[position_ids]，sin = self.sin_cached[position_ids]，
         #         形状 [b, s, hd] (1-D 输入则为 [s, hd])，再 .to(dtype) 后返回 (cos, sin)
         cos = self.cos_cached[position_ids]  # [b, s, hd]

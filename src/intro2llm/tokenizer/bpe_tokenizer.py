@@ -158,7 +158,13 @@ class BPETokenizer(BaseTokenizer):
 
     def __init__(self, special_tokens: Sequence[str] | None = None) -> None:
         super().__init__(special_tokens)
-        self._set_vocab_and_merges(dict(self.special_tokens), [])
+        # An untrained tokenizer already knows its fixed alphabet, if it has one
+        # (the 256 byte symbols of ByteLevelTokenizer): encode works before train,
+        # and byte-level encoding never needs unk.
+        vocab = dict(self.special_tokens)
+        for symbol in self.initial_alphabet([]):
+            vocab.setdefault(symbol, len(vocab))
+        self._set_vocab_and_merges(vocab, [])
 
     # ----- hooks that ByteLevelTokenizer overrides ----------------------------------------
 

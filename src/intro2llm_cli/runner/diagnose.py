@@ -21,6 +21,17 @@ class Diagnosis:
         self.location = location
         self.stub = stub
         self.timeout = timeout
+        self.details = ""
+
+
+def readable_traceback(exc: BaseException, tb: TracebackType | None, first_file: Path) -> str:
+    """The traceback from the first frame in ``first_file``'s folder (the lesson's tests)
+    onwards: pytest's and pluggy's own frames say nothing to a learner."""
+    start = tb
+    folder = str(first_file)
+    while start is not None and not start.tb_frame.f_code.co_filename.startswith(folder):
+        start = start.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, start or tb))
 
 
 def _in_target(filename: str, root: Path | None) -> bool:
@@ -60,8 +71,15 @@ def _short(text: str) -> str:
     return "\n".join(lines)
 
 
-def diagnose(exc: BaseException, tb: TracebackType | None, root: Path | None, lang: str) -> Diagnosis:
+def diagnose(exc: BaseException, tb: TracebackType | None, root: Path | None, lang: str,
+             tests_folder: Path) -> Diagnosis:
     """Explain ``exc`` raised while testing code under ``root`` (the my_llm folder)."""
+    diagnosis = _explain(exc, tb, root, lang)
+    diagnosis.details = readable_traceback(exc, tb, tests_folder)
+    return diagnosis
+
+
+def _explain(exc: BaseException, tb: TracebackType | None, root: Path | None, lang: str) -> Diagnosis:
     location = _learner_frame(tb, root)
     stub = _STUB.search(str(exc)) if isinstance(exc, NotImplementedError) else None
     if stub:

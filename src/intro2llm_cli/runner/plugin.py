@@ -31,7 +31,7 @@ class ResultCollector:
         self._symbols[item.nodeid] = marker.args[0] if marker and marker.args else None
         if call.excinfo is not None and report.failed:
             self._diagnoses[(item.nodeid, call.when)] = diagnose(
-                call.excinfo.value, call.excinfo.tb, self.target_root, self.lang
+                call.excinfo.value, call.excinfo.tb, self.target_root, self.lang, self.lesson_folder
             )
         return report
 
@@ -60,7 +60,7 @@ class ResultCollector:
             result.message = diagnosis.message if diagnosis else report.longreprtext.strip().splitlines()[-1]
             result.location = diagnosis.location if diagnosis else None
             result.stub = diagnosis.stub if diagnosis else None
-            result.details = report.longreprtext
+            result.details = diagnosis.details if diagnosis else report.longreprtext
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:

@@ -78,6 +78,9 @@ def run_suite(
     collector = ResultCollector(lesson.folder, target_root, lang)
     args = [
         *files, "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+        # Failure details come from the plugin; pytest's own long reprs re-parse big test
+        # files for every failure (seconds on a suite of stubs).
+        "--tb=no",
         "--rootdir", str(lessons_root), "-c", str(lessons_root / "pytest.ini"),
         "--timeout", str(timeout), "-W", "ignore::DeprecationWarning",
     ]
