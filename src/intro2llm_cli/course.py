@@ -201,7 +201,9 @@ class Course:
                                     seconds=round(suite.seconds, 3))
                 setattr(entry, suite.tiers[0], record)
             failure = next((s.first_failure() for s in suites if s.first_failure()), None)
-            entry.last_failure = LastFailure(test=failure.test_id, symbol=failure.symbol) if failure else None
+            # Aim hints at what stopped the test: the stub it ran into, else its symbol.
+            entry.last_failure = (LastFailure(test=failure.test_id, symbol=failure.stub or failure.symbol)
+                                  if failure else None)
             if entry.basic and entry.basic.ok and entry.state is LessonState.in_progress:
                 entry.state = LessonState.basic_passed
             if entry.basic and entry.basic.ok and entry.advanced and entry.advanced.ok:

@@ -20,18 +20,33 @@ def write_report(report, lang: str) -> None:
         terminal.info(t("write.backup", lang, path=report.backup))
 
 
+MAX_FAILURES_SHOWN = 8
+
+
 def suite_result(suite, lang: str, verbose: bool) -> None:
+    """One tier: stubs grouped by symbol, then the first failures in detail
+    (every test with -v), then the raw reports with -v."""
     tier = suite.tiers[0] if len(suite.tiers) == 1 else "+".join(suite.tiers)
     title = t("check.tier_title", lang, tier=t("tier." + tier, lang) if len(suite.tiers) == 1 else tier,
               passed=suite.passed, total=len(suite.tests), seconds=f"{suite.seconds:.2f}")
     lines = []
+    stubs: dict[str, int] = {}
     for test in suite.tests:
+        if test.stub:
+            stubs[test.stub] = stubs.get(test.stub, 0) + 1
+    for symbol, count in stubs.items():
+        lines.append((MARKS["failed"], t("check.stub_group", lang, symbol=symbol, count=count), []))
+    failures = [test for test in suite.tests if not test.ok and not test.stub]
+    shown = failures if verbose else failures[:MAX_FAILURES_SHOWN]
+    for test in suite.tests if verbose else shown:
         details = []
         if not test.ok:
             details = test.message.splitlines()
             if test.location:
                 details.append(t("check.location", lang, location=test.location))
         lines.append((MARKS[test.outcome.value], test.name, details))
+    if len(failures) > len(shown):
+        lines.append(("…", t("check.more_failures", lang, count=len(failures) - len(shown)), []))
     for error in suite.collection_errors:
         lines.append((MARKS["error"], t("check.collection_error", lang), error.splitlines()[-3:]))
     verbose_details = [test.details for test in suite.tests if verbose and test.details]
@@ -47,9 +62,6 @@ def check_result(result, lang: str, verbose: bool) -> None:
     elif result.ok and result.suites and result.suites[-1].tiers == ["basic"]:
         terminal.success(t("check.basic_passed", lang, lesson=lesson))
     elif not result.ok:
-        stub_count = sum(1 for suite in result.suites for test in suite.tests if test.stub)
-        if stub_count:
-            terminal.info(t("check.stubs_left", lang, count=stub_count))
         terminal.info(t("check.try_hint", lang))
     for unlocked in result.unlocked:
         terminal.success(t("check.unlocked", lang, lesson=unlocked.short_id, title=unlocked.title(lang)))
