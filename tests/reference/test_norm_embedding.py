@@ -119,15 +119,19 @@ def test_rmsnorm_equals_llama_rmsnorm_bit_for_bit(dtype):
     assert torch.equal(ours.to(dtype)(x), oracle.to(dtype)(x))
 
 
-def test_rmsnorm_float32_weight_with_bfloat16_input_promotes_like_llama():
-    """Mixed dtypes follow type promotion, exactly as Llama: bf16 activations * f32 weight -> f32."""
+def test_rmsnorm_float32_weight_with_bfloat16_input_returns_bfloat16():
+    """Mixed dtypes (f32 weight, bf16 activations): Llama would promote the output to f32;
+    ours returns the input dtype (COURSE.md: "original dtype out"), and the values are
+    Llama's f32 result rounded once to bf16."""
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
     ours, oracle = RMSNorm(16), LlamaRMSNorm(16)
     _randomize(ours)
     oracle.load_state_dict(ours.state_dict())
     x = torch.randn(4, 16, dtype=torch.bfloat16)
-    assert torch.equal(ours(x), oracle(x))
+    out = ours(x)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, oracle(x).to(torch.bfloat16))
 
 
 def test_rmsnorm_by_hand():

@@ -23,7 +23,7 @@ import torch
 
 from intro2llm_cli.testkit import assert_close, assert_equal, expect_error, learner, say
 
-HALF_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 SQRT_1_5 = math.sqrt(1.5)  # LayerNorm of [1, 2, 3]: (x - 2) / sqrt(2/3) = [-sqrt(1.5), 0, sqrt(1.5)]
 
 
@@ -125,7 +125,7 @@ def test_layernorm_normalises_each_feature_vector_on_its_own():
                  "mean and variance over the last axis only: mean(-1, keepdim=True) (keepdim keeps [..., 1] broadcastable)"))
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", [(8,), (3, 8), (2, 5, 8), (2, 3, 4, 8)], ids=str)
 @pytest.mark.symbol("LayerNorm.forward")
 def test_layernorm_returns_input_shape_and_dtype(shape, dtype):
@@ -213,7 +213,7 @@ def test_rmsnorm_normalises_each_feature_vector_on_its_own():
                  "mean square over the last axis, keeping it: h.pow(2).mean(-1, keepdim=True), shape [..., 1]"))
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", [(8,), (3, 8), (2, 5, 8), (2, 3, 4, 8)], ids=str)
 @pytest.mark.symbol("RMSNorm.forward")
 def test_rmsnorm_returns_input_shape_and_dtype(shape, dtype):
@@ -391,7 +391,7 @@ def test_cos_sin_shapes_for_1d_and_2d_position_ids(positions, expected_shape):
     assert_equal(list(sin.shape), expected_shape, f"sin.shape for position_ids of shape {list(positions)}")
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.symbol("RotaryEmbedding.forward")
 def test_cos_sin_have_the_requested_dtype(dtype):
     """``rope(position_ids, dtype=dtype)`` returns both tables in ``dtype`` (that of q / k);

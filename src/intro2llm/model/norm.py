@@ -116,8 +116,8 @@ class RMSNorm(nn.Module):
         Args:
             x: [..., d], any float dtype (usually [b, s, d]).
         Returns:
-            [..., d], same shape as ``x``; dtype of ``x`` when ``weight`` has that
-            dtype (the product follows PyTorch's type promotion, exactly like Llama).
+            [..., d], same shape and dtype as ``x``. When ``weight`` has the dtype of
+            ``x`` (a model cast as a whole) the numbers are exactly Llama's.
         """
         # Step 1: 记下 input_dtype = x.dtype，再转成至少 float32 以保证数值稳定性：
         #         h = x.to(torch.promote_types(x.dtype, torch.float32)) (半精度升到 float32，float64 保持不变)
@@ -128,9 +128,11 @@ class RMSNorm(nn.Module):
         variance = h.pow(2).mean(-1, keepdim=True)
         # Step 3: h = h * torch.rsqrt(variance + self.eps)，即除以均方根；rsqrt(v) = 1 / sqrt(v)
         h = h * torch.rsqrt(variance + self.eps)
-        # Step 4: 先转回输入 dtype 再乘权重：return self.weight * h.to(input_dtype)
-        #         (与 Hugging Face LlamaRMSNorm 完全一致，加载 Llama 权重才能得到相同的数值)
-        return self.weight * h.to(input_dtype)
+        # Step 4: 先转回输入 dtype 再乘权重，结果仍是输入 dtype：
+        #         return (self.weight * h.to(input_dtype)).to(input_dtype)
+        #         (先舍入再乘与 Hugging Face LlamaRMSNorm 完全一致；外层 .to 保证 float32 权重
+        #         遇到 bf16 输入时也返回 bf16，而不是被类型提升成 float32)
+        return (self.weight * h.to(input_dtype)).to(input_dtype)
 
     def extra_repr(self) -> str:
         return f"{self.hidden_size}, eps={self.eps}"
