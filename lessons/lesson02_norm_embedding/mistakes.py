@@ -10,9 +10,9 @@ Not here, because it is correct: ``TokenEmbedding`` as ``one_hot(ids, V) @ weigh
 (same values, same gradient), ``F.layer_norm`` on the float32 copy, ``/ torch.sqrt`` for
 ``* torch.rsqrt``, ``torch.chunk`` in ``rotate_half``, ``base ** -e`` for ``1 / base ** e``.
 Where the cast back to the input dtype happens *is* visible in bfloat16: LayerNorm must
-round once, after the affine step (as ``torch.nn.LayerNorm``); RMSNorm must round before
-the weight (as Llama), which a float32 weight on a bfloat16 input makes visible as the
-output dtype.
+round once, after the affine step (as ``torch.nn.LayerNorm``); RMSNorm must round ``x / rms``
+before the weight (as Llama; a hand-worked bfloat16 case shows the difference), then cast
+the product once more so a float32 weight does not promote the output.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def rmsnorm_eps_outside_the_root(self, x):
     h = x.to(torch.promote_types(input_dtype, torch.float32))
     variance = h.pow(2).mean(-1, keepdim=True)
     h = h / (torch.sqrt(variance) + self.eps)
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "subtracts the mean first (that is LayerNorm without a bias)")
@@ -140,7 +140,7 @@ def rmsnorm_subtracts_the_mean(self, x):
     h = h - h.mean(-1, keepdim=True)
     variance = h.pow(2).mean(-1, keepdim=True)
     h = h * torch.rsqrt(variance + self.eps)
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "mean without keepdim=True: [..., d] * [...] broadcasts over the wrong axis")
@@ -149,7 +149,7 @@ def rmsnorm_mean_without_keepdim(self, x):
     h = x.to(torch.promote_types(input_dtype, torch.float32))
     variance = h.pow(2).mean(-1)
     h = h * torch.rsqrt(variance + self.eps)
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "divides by the L2 norm sqrt(sum(x²)) instead of the root mean square")
@@ -157,13 +157,22 @@ def rmsnorm_divides_by_the_l2_norm(self, x):
     input_dtype = x.dtype
     h = x.to(torch.promote_types(input_dtype, torch.float32))
     h = h * torch.rsqrt(h.pow(2).sum(-1, keepdim=True) + self.eps)
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "no float32 upcast: mean(x²) in bfloat16 / float16 (float16 squares overflow, output zeros)")
 def rmsnorm_without_upcast(self, x):
     variance = x.pow(2).mean(-1, keepdim=True)
-    return self.weight * (x * torch.rsqrt(variance + self.eps))
+    return (self.weight * (x * torch.rsqrt(variance + self.eps))).to(x.dtype)
+
+
+@mistake("model/norm.py", "RMSNorm.forward", "Hugging Face verbatim, no outer cast: a float32 weight promotes a bfloat16 input's output to float32")
+def rmsnorm_without_the_outer_cast(self, x):
+    input_dtype = x.dtype
+    h = x.to(torch.promote_types(input_dtype, torch.float32))
+    variance = h.pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(variance + self.eps)
+    return self.weight * h.to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "weight multiplied before the cast back: (weight * h).to(input_dtype), not Llama's order")
@@ -181,7 +190,7 @@ def rmsnorm_upcasts_float64_down(self, x):
     h = x.float()
     variance = h.pow(2).mean(-1, keepdim=True)
     h = h * torch.rsqrt(variance + self.eps)
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 @mistake("model/norm.py", "RMSNorm.forward", "rsqrt computed under torch.no_grad(): forward right, gradient wrong")
@@ -191,7 +200,7 @@ def rmsnorm_scale_without_gradient(self, x):
     with torch.no_grad():
         scale = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
     h = h * scale
-    return self.weight * h.to(input_dtype)
+    return (self.weight * h.to(input_dtype)).to(input_dtype)
 
 
 # ============================================================ model/embedding.py — TokenEmbedding

@@ -253,6 +253,30 @@ def sdpa_softmax_in_half_precision(q, k, v, attn_mask=None, is_causal=False, dro
     return (out, weights) if return_weights else out
 
 
+@mistake("model/attention.py", "scaled_dot_product_attention", "dropout zeroes weights but does not rescale the survivors by 1 / (1 - p)")
+def sdpa_dropout_without_rescale(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, scale=None, return_weights=False):
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or k.shape[1] != q.shape[1] or v.shape[1] != q.shape[1]:
+        raise ValueError("q, k, v must be 4-D with the same heads: repeat_kv first")
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    acc = torch.promote_types(q.dtype, torch.float32)
+    scores = (q.to(acc) @ k.to(acc).transpose(-2, -1)) * scale
+    if is_causal:
+        scores = scores + make_causal_mask(q.shape[-2], k.shape[-2], scores.dtype, scores.device)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask.to(scores.dtype)
+    weights = torch.softmax(scores, dim=-1)
+    if attn_mask is not None:
+        weights = weights.masked_fill(torch.isneginf(scores).all(-1, keepdim=True), 0.0)
+    if dropout_p > 0.0:
+        weights = weights * (torch.rand_like(weights) >= dropout_p)
+    out = (weights.to(v.dtype) @ v).to(q.dtype)
+    return (out, weights) if return_weights else out
+
+
 # ============================================================ repeat_kv
 
 
@@ -317,6 +341,31 @@ def prepare_mask_top_left(attention_mask, batch_size, q_len, kv_len, dtype, devi
     if tuple(attention_mask.shape) != (batch_size, kv_len):
         raise ValueError(f"attention_mask must be [{batch_size}, {kv_len}]")
     causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril()
+    allowed = causal[None, None] & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+@mistake("model/attention.py", "prepare_attention_mask", "finfo(float32).min whatever the dtype: -inf once cast to float16")
+def prepare_mask_float32_minimum(attention_mask, batch_size, q_len, kv_len, dtype, device=None):
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() == 4:
+        return attention_mask.to(dtype)
+    if tuple(attention_mask.shape) != (batch_size, kv_len):
+        raise ValueError(f"attention_mask must be [{batch_size}, {kv_len}]")
+    causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril(kv_len - q_len)
+    allowed = causal[None, None] & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+    mask = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    return mask.to(dtype)
+
+
+@mistake("model/attention.py", "prepare_attention_mask", "a complete 4-D mask is not passed through but checked as a padding mask")
+def prepare_mask_rejects_4d_masks(attention_mask, batch_size, q_len, kv_len, dtype, device=None):
+    if attention_mask is None:
+        return None
+    if tuple(attention_mask.shape) != (batch_size, kv_len):
+        raise ValueError(f"attention_mask must be [{batch_size}, {kv_len}]")
+    causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril(kv_len - q_len)
     allowed = causal[None, None] & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
@@ -388,7 +437,7 @@ def init_scaling_one_over_head_dim(self, config, layer_idx=None, attn_implementa
 # Each is the reference forward with one change, marked "# <- bug".
 
 
-@mistake("model/attention.py", "GroupedQueryAttention.forward", "heads merged with reshape(b, s, h*hd) straight from [b, h, s, hd], no transpose")
+@mistake("model/attention.py", "GroupedQueryAttention.forward", "heads merged with reshape(b, s, h*hd) straight from the b, h, s, hd layout, no transpose")
 def forward_merges_heads_without_transpose(self, hidden_states, attention_mask=None, position_ids=None,
                                            past_key_value=None, use_cache=False):
     b, s, d = hidden_states.shape
@@ -587,7 +636,7 @@ def forward_cache_on_the_head_axis(self, hidden_states, attention_mask=None, pos
     return self.o_proj(out), present
 
 
-@mistake("model/attention.py", "GroupedQueryAttention.forward", "new keys put before the cached ones: torch.cat([k, past], dim=2)")
+@mistake("model/attention.py", "GroupedQueryAttention.forward", "new keys put before the cached ones: torch.cat of (k, past) instead of (past, k)")
 def forward_cache_order_swapped(self, hidden_states, attention_mask=None, position_ids=None,
                                 past_key_value=None, use_cache=False):
     b, s, d = hidden_states.shape

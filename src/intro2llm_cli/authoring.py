@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import LessonSpec
-from .mistakes import load_mistakes
+from .mistakes import MistakeFileError, load_mistakes
 from .paths import reference_dir
 from .runner import run_suite
 from .stubgen import StubError, find_symbol, replace_symbol, stub_source
@@ -93,7 +93,11 @@ def verify_lesson(lesson: LessonSpec, lang: str = "en") -> Verification:
         if test.ok:
             result.problems.append(f"passes on fresh stubs (vacuous): {test.test_id}")
 
-    mistakes = load_mistakes(lesson.folder)
+    try:
+        mistakes = load_mistakes(lesson.folder)
+    except MistakeFileError as exc:
+        result.problems.append(str(exc))
+        return result
     result.mistakes_total = len(mistakes)
     with tempfile.TemporaryDirectory(prefix="llm-course-mistake-") as tmp:
         package = Path(tmp) / PACKAGE

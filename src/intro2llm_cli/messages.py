@@ -120,8 +120,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "diff.shape": ("{what}：形状不对：期望 {expected}，实际 {actual}", "{what}: wrong shape: expected {expected}, got {actual}"),
     "diff.dtype": ("{what}：dtype 不对：期望 {expected}，实际 {actual}", "{what}: wrong dtype: expected {expected}, got {actual}"),
     "diff.nonfinite": ("{what}：出现 NaN/inf（第一个位于索引 {index}）", "{what}: NaN/inf values (first at index {index})"),
-    "diff.values": ("{what}：{count}/{total} 个元素超出容差（atol={atol}, rtol={rtol}）；最大差 {max_diff} 位于索引 {index}：期望 {expected}，实际 {actual}",
-                    "{what}: {count}/{total} elements beyond tolerance (atol={atol}, rtol={rtol}); largest difference {max_diff} at index {index}: expected {expected}, got {actual}"),
+    "diff.values": ("{what}：{count}/{total} 个元素超出容差（atol={atol}, rtol={rtol}）；最离谱的在索引 {index}：期望 {expected}，实际 {actual}（差 {max_diff}）",
+                    "{what}: {count}/{total} elements beyond tolerance (atol={atol}, rtol={rtol}); worst at index {index}: expected {expected}, got {actual} (difference {max_diff})"),
     # -- status / list / hints ---------------------------------------------
     "status.title": ("学习进度（路线：{path}）", "Progress (path: {path})"),
     "list.title": ("全部课程（先运行 `llm-course init` 选择路线）", "All lessons (run `llm-course init` to choose a path)"),

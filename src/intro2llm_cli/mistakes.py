@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
+
+
+class MistakeFileError(ValueError):
+    """A lesson's mistakes.py could not be loaded (an author error)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,12 @@ def load_mistakes(lesson_folder: Path) -> list[Mistake]:
     spec = importlib.util.spec_from_file_location(f"_llm_course_mistakes_{lesson_folder.name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # an author error: report it as one line, naming the place
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{path}:{frame.lineno}" if frame.filename == str(path) else str(path)
+        raise MistakeFileError(f"{where}: {type(exc).__name__}: {exc}") from exc
     found = []
     for name, function in vars(module).items():
         marked = getattr(function, "__mistake__", None)

@@ -107,11 +107,13 @@ def assert_close(actual: Any, expected: Any, what: str, *, atol: float = 1e-5, r
     allowed = atol + rtol * want.abs()
     bad_mask = diff > allowed
     if bad_mask.any():
-        flat = int(diff.argmax())
+        # Point at the element that breaks the tolerance worst, not merely the
+        # largest absolute difference (which may sit within rtol of a big value).
+        flat = int((diff - allowed).argmax())
         index = [int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape)] if diff.dim() else []
         raise AssertionError(t(
             "diff.values", lang(), what=what, count=int(bad_mask.sum()), total=diff.numel(),
-            max_diff=f"{float(diff.max()):.3g}", index=index,
+            max_diff=f"{float(diff.flatten()[flat]):.3g}", index=index,
             expected=f"{float(want.flatten()[flat]):.6g}", actual=f"{float(got.flatten()[flat]):.6g}",
             atol=atol, rtol=rtol,
         ))

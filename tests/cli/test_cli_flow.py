@@ -91,7 +91,10 @@ def test_learner_flow_from_init_to_unlocking_lesson02(tmp_path: Path):
 
     status = llm_course(home, "status")
     assert status.returncode == 0 and "completed" in status.stdout
-    assert "still being written" in one_line_error(llm_course(home, "start", "2"))
+    lesson02 = llm_course(home, "start", "2")
+    assert lesson02.returncode == 0, lesson02.stderr
+    assert "TODO(lesson02): RMSNorm.forward" in (workspace / "model" / "norm.py").read_text(encoding="utf-8")
+    assert "TODO" not in (workspace / "model" / "config.py").read_text(encoding="utf-8")  # lesson 01 work kept
     solution = llm_course(home, "solution", "1")
     assert solution.returncode == 0 and "def merge_pair" in solution.stdout
 
@@ -132,6 +135,7 @@ def test_paths_and_languages_from_flags(tmp_path: Path):
     assert progress["path"] == "research" and progress["workspace"] == "ws"
     assert progress["lessons"]["lesson01_config_tokenizer"]["state"] == "provided"
     assert "课程" in llm_course(tmp_path, "status").stdout
+    assert "still being written" in one_line_error(llm_course(tmp_path, "--lang", "en", "start", "8"))
     assert "provided" in llm_course(tmp_path, "--lang", "en", "status").stdout
     assert "`fr`" in one_line_error(llm_course(tmp_path, "--lang", "fr", "status"))
 

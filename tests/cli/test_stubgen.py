@@ -167,3 +167,12 @@ def test_replace_symbol_renames_reindents_and_keeps_decorators():
     assert namespace["Config"](size=2).double == 6
     assert "    @property\n    def double(self) -> int:" in out
     assert "some_marker" not in out
+
+
+def test_a_broken_mistakes_file_is_one_line_naming_file_and_line(tmp_path):
+    from intro2llm_cli.mistakes import MistakeFileError, load_mistakes
+
+    (tmp_path / "mistakes.py").write_text("import math\n\nvalue = undefined_name\n", encoding="utf-8")
+    with pytest.raises(MistakeFileError) as info:
+        load_mistakes(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'mistakes.py'}:3: NameError")

@@ -240,11 +240,10 @@ def test_rmsnorm_half_inputs_with_large_values_stay_finite_and_accurate(dtype, s
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.symbol("RMSNorm.forward")
-def test_rmsnorm_float32_weight_on_half_input_casts_back_before_the_weight_like_llama(dtype):
-    """Llama's order: normalise in float32, cast back to the input dtype, *then* multiply by
-    the weight. With a float32 weight and a half input the product follows type promotion and
-    is float32; multiplying first and casting last would return the half dtype. Values equal
-    the reference up to one rounding of ``x / rms``."""
+def test_rmsnorm_float32_weight_on_half_input_returns_the_input_dtype(dtype):
+    """A float32 weight (a model not cast as a whole) on a half-precision input: the output
+    is in the input's dtype (Llama's ``weight * h`` alone would be promoted to float32) and
+    equals the reference up to one rounding."""
     g = torch.Generator().manual_seed(5)
     ref = reference("model.norm").RMSNorm(32)
     _randomize(ref, g)
@@ -252,8 +251,8 @@ def test_rmsnorm_float32_weight_on_half_input_casts_back_before_the_weight_like_
     mine.load_state_dict(ref.state_dict())
     x = (torch.randn(3, 32, generator=g) * 2).to(dtype)
     _close(mine(x), ref(x), f"RMSNorm(32) with a float32 weight on a {dtype} input", **_tolerance(dtype, roundings=1),
-           hint=("按 Llama 的顺序：return self.weight * h.to(input_dtype)（先转回，再乘权重）",
-                 "Llama's order: return self.weight * h.to(input_dtype) (cast back first, then multiply by the weight)"))
+           hint=("return (self.weight * h.to(input_dtype)).to(input_dtype)：先转回，再乘权重，再转回一次",
+                 "return (self.weight * h.to(input_dtype)).to(input_dtype): cast back, multiply by the weight, cast again"))
 
 
 @pytest.mark.symbol("RMSNorm.forward")

@@ -217,18 +217,45 @@ def test_rmsnorm_normalises_each_feature_vector_on_its_own():
 @pytest.mark.parametrize("shape", [(8,), (3, 8), (2, 5, 8), (2, 3, 4, 8)], ids=str)
 @pytest.mark.symbol("RMSNorm.forward")
 def test_rmsnorm_returns_input_shape_and_dtype(shape, dtype):
-    """Output shape = input shape; with the module cast to the input's dtype
-    (``RMSNorm(8).to(dtype)``) the output dtype is the input dtype."""
+    """Output shape = input shape; output dtype = input dtype, both when the module is cast
+    to the input's dtype and when it keeps a float32 weight (where Llama's ``weight * h``
+    alone would be promoted to float32)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g).to(dtype)
-    out = _norm().RMSNorm(8).to(dtype)(x)
-    what = f"RMSNorm(8).to({dtype}) on an input of shape {list(shape)}"
-    assert isinstance(out, torch.Tensor), say(f"{what}：应返回 Tensor", f"{what}: should return a Tensor")
-    assert_equal(list(out.shape), list(shape), f"{what}: shape")
-    assert out.dtype == dtype, say(
-        f"{what}：输出 dtype 应为 {dtype}，实际 {out.dtype}。先 h.to(input_dtype)，再乘 self.weight",
-        f"{what}: output dtype should be {dtype}, got {out.dtype}. Cast back with h.to(input_dtype), then multiply by self.weight",
-    )
+    for module_dtype in (dtype, torch.float32):
+        out = _norm().RMSNorm(8).to(module_dtype)(x)
+        what = f"RMSNorm(8) with a {module_dtype} weight on a {dtype} input of shape {list(shape)}"
+        assert isinstance(out, torch.Tensor), say(f"{what}：应返回 Tensor", f"{what}: should return a Tensor")
+        assert_equal(list(out.shape), list(shape), f"{what}: shape")
+        assert out.dtype == dtype, say(
+            f"{what}：输出 dtype 应为 {dtype}，实际 {out.dtype}。"
+            "return (self.weight * h.to(input_dtype)).to(input_dtype)：外层 .to 防止 float32 权重把结果提升成 float32",
+            f"{what}: output dtype should be {dtype}, got {out.dtype}. "
+            "return (self.weight * h.to(input_dtype)).to(input_dtype): the outer .to stops a float32 weight promoting the result",
+        )
+
+
+@pytest.mark.parametrize("weight_dtype", [torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.symbol("RMSNorm.forward")
+def test_rmsnorm_rounds_x_over_rms_to_bfloat16_before_the_weight_like_llama(weight_dtype):
+    """Llama's order, worked out in bfloat16 (8 significant bits). ``x = [4, 4, 2, 0]``: mean
+    square ``(16 + 16 + 4 + 0) / 4 = 9``, rms 3, ``x / rms = [4/3, 4/3, 2/3, 0]``.
+
+    - Round to bfloat16 first: ``4/3 = 170.67 / 128 -> 171 / 128 = 1.3359375``,
+      ``2/3 -> 171 / 256 = 0.66796875``.
+    - Times weight 5: ``6.6796875`` and ``3.33984375``, rounded to bfloat16 (steps 1/32 and
+      1/64): ``6.6875`` and ``3.34375``. Expected ``[6.6875, 6.6875, 3.34375, 0]``.
+    - Multiplying first and rounding once (``(weight * h).to(bfloat16)``) gives
+      ``6.6667 -> 6.65625`` and ``3.3333 -> 3.328125``: a different number, not Llama's.
+
+    Same result with a bfloat16 or a float32 weight (the product is exact in float32)."""
+    norm = _norm().RMSNorm(4, eps=1e-12).to(weight_dtype)
+    _set(norm.weight, [5.0] * 4)
+    out = norm(torch.tensor([4.0, 4.0, 2.0, 0.0], dtype=torch.bfloat16))
+    _close(out, torch.tensor([6.6875, 6.6875, 3.34375, 0.0], dtype=torch.bfloat16),
+           f"RMSNorm(4) with {weight_dtype} weight 5 on bfloat16 [4, 4, 2, 0]", atol=0, rtol=0,
+           hint=("Llama 的顺序：先 h.to(input_dtype) 舍入，再乘 self.weight，最后 .to(input_dtype)",
+                 "Llama's order: round with h.to(input_dtype) first, then multiply by self.weight, then .to(input_dtype)"))
 
 
 # ===================================================================== TokenEmbedding

@@ -290,6 +290,26 @@ def test_sdpa_bfloat16_scores_with_a_large_shared_offset_are_computed_in_float32
 
 
 @pytest.mark.symbol("scaled_dot_product_attention")
+def test_sdpa_dropout_zeroes_weights_and_rescales_the_survivors():
+    """dropout_p = 0.5 on [4, 4, 16, 16] weights: about half become 0 (40% to 60% kept), each
+    kept weight is doubled (1 / (1 - p), so the expected output is unchanged), and the output
+    is the dropped weights @ v."""
+    q, k, v = _qkv(4, 4, 16, 16, 8)
+    attention = _attention()
+    _, clean = attention.scaled_dot_product_attention(q, k, v, return_weights=True)
+    out, dropped = attention.scaled_dot_product_attention(q, k, v, dropout_p=0.5, return_weights=True)
+    kept = dropped != 0
+    share = kept.float().mean().item()
+    assert 0.4 < share < 0.6, say(f"dropout_p=0.5 时应保留约一半的权重，实际保留了 {share:.1%}",
+                                  f"dropout_p=0.5 should keep about half of the weights, kept {share:.1%}")
+    hint = say("提示：在 softmax 之后对权重做 F.dropout(weights, p=dropout_p) (保留的权重乘以 1 / (1 - p))，再乘 v。",
+               "hint: after the softmax apply F.dropout(weights, p=dropout_p) (kept weights are multiplied by "
+               "1 / (1 - p)), then @ v.")
+    _close(dropped[kept], clean[kept] * 2, "kept weights vs 2 x the weights without dropout", hint)
+    _close(out, dropped @ v, "output vs the returned (dropped) weights @ v", hint)
+
+
+@pytest.mark.symbol("scaled_dot_product_attention")
 @pytest.mark.parametrize("mask_kind", ["causal", "float", "bool", "bottom_right"])
 def test_sdpa_gradients_pass_gradcheck_in_float64(mask_kind):
     """Finite differences agree with autograd for q, k and v (float64, tiny shapes, the

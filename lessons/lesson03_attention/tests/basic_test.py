@@ -56,6 +56,14 @@ def _close(actual, expected, what, hint, **tolerance):
         raise AssertionError(f"{exc}\n{hint}") from None
 
 
+def _equal(actual, expected, what, hint):
+    """``assert_equal`` with a hint about the likely cause appended to its message."""
+    try:
+        assert_equal(actual, expected, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{hint}") from None
+
+
 def _assert_mask_equal(actual, expected, what, hint):
     """Masks hold -inf (or finfo.min): compare where the -inf entries are, then the rest exactly."""
     if not isinstance(actual, torch.Tensor):
@@ -431,6 +439,26 @@ def test_prepare_attention_mask_uses_the_finite_minimum_of_its_dtype(dtype):
 
 
 @pytest.mark.symbol("prepare_attention_mask")
+def test_prepare_attention_mask_passes_a_complete_4d_float_mask_through():
+    """A 4-D float mask [b or 1, 1, s, t] is already the complete additive mask: it comes back
+    unchanged, in the requested dtype. A 4-D bool mask, or one whose last two sizes are not
+    (s, t), is a ValueError."""
+    attention = _attention()
+    full = torch.randn(2, 1, 3, 5)
+    hint = say("提示：4-D 浮点掩码原样返回 (attention_mask.to(dtype))，不要当作 [b, t] 的 padding 掩码处理。",
+               "hint: a 4-D float mask is returned as it is (attention_mask.to(dtype)), not treated as a [b, t] "
+               "padding mask.")
+    for mask, b in ((full, 2), (full[:1], 2)):
+        out = attention.prepare_attention_mask(mask, b, 3, 5, torch.float64)
+        _close(out, mask.double(), f"prepare_attention_mask(4-D float mask {list(mask.shape)}, float64)", hint,
+               atol=0, rtol=0)
+    expect_error(ValueError, lambda: attention.prepare_attention_mask(full > 0, 2, 3, 5, torch.float32),
+                 "prepare_attention_mask(4-D bool mask)")
+    expect_error(ValueError, lambda: attention.prepare_attention_mask(full[..., :4], 2, 3, 5, torch.float32),
+                 "prepare_attention_mask(4-D mask [2, 1, 3, 4], q_len 3, kv_len 5)")
+
+
+@pytest.mark.symbol("prepare_attention_mask")
 def test_prepare_attention_mask_rejects_padding_without_the_cached_tokens():
     """Decoding 1 token after 5 cached: the padding mask must be [b, 6]; [b, 1] is a ValueError."""
     attention = _attention()
@@ -503,11 +531,11 @@ def test_gqa_cache_holds_g_heads_and_grows_along_the_sequence(kv_heads):
     hint = say("提示：缓存 repeat_kv 之前的 g 个头，沿序列维 (dim=2) 拼接。",
                "hint: cache the g heads before repeat_kv, concatenated along the sequence axis (dim=2).")
     for name, tensor in zip("kv", present, strict=True):
-        assert_equal(list(tensor.shape), [2, kv_heads, 5, 16], f"present {name}.shape after 5 tokens. {hint}")
+        _equal(list(tensor.shape), [2, kv_heads, 5, 16], f"present {name}.shape after 5 tokens", hint)
     out, present = layer(torch.randn(2, 1, 64), past_key_value=present, use_cache=True)
     assert_equal(list(out.shape), [2, 1, 64], "output.shape of the decoding step")
     for name, tensor in zip("kv", present, strict=True):
-        assert_equal(list(tensor.shape), [2, kv_heads, 6, 16], f"present {name}.shape after 5 + 1 tokens. {hint}")
+        _equal(list(tensor.shape), [2, kv_heads, 6, 16], f"present {name}.shape after 5 + 1 tokens", hint)
 
 
 @pytest.mark.symbol("GroupedQueryAttention.forward")

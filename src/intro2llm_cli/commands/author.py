@@ -37,7 +37,7 @@ def verify(
             terminal.error(f"{lesson.short_id}: {problem}")
         if verbose:
             for line in result.mistake_lines:
-                terminal.info(f"  {lesson.short_id} {line}")
+                terminal.plain(f"  {lesson.short_id} {line}")
     headers = [t("col.lesson", lang), t("verify.reference", lang), t("verify.stubs", lang),
                t("verify.mistakes", lang), ""]
     terminal.lesson_table(t("verify.title", lang), rows, headers)

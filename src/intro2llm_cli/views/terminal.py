@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..messages import t
 
@@ -22,11 +23,16 @@ STATE_STYLE = {
 
 
 def error(message: str) -> None:
-    error_console.print(f"[bold red]✗[/] {message}", soft_wrap=True)
+    error_console.print(f"[bold red]✗[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
     console.print(message, soft_wrap=True)
+
+
+def plain(message: str) -> None:
+    """Text that may hold square brackets (shapes, ids): printed without markup."""
+    console.print(message, soft_wrap=True, markup=False)
 
 
 def success(message: str) -> None:
