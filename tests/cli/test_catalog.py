@@ -63,7 +63,7 @@ def _break(lessons: Path, old: str, new: str) -> Path:
     ("old", "new", "field"),
     [
         ("stage = 1", 'stage = "one"', "stage"),
-        ('status = "planned"', 'status = "someday"', "status"),
+        ('status = "ready"', 'status = "someday"', "status"),
         ('depends_on = ["lesson01_config_tokenizer"]', 'depends_on = ["lesson00_nothing"]', "depends_on"),
         ('id = "lesson02_norm_embedding"', 'id = "lesson02_norms"', "id"),
         ("number = 2", "number = 1", "number"),
