@@ -8,7 +8,6 @@ provided. Nothing here prints or imports torch.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from functools import cached_property
@@ -253,6 +252,8 @@ class Catalog:
             for lesson in self.lessons:
                 if lesson.number == number:
                     return lesson
+        import difflib
+
         candidates = [lesson.id for lesson in self.lessons] + [lesson.short_id for lesson in self.lessons]
         near = difflib.get_close_matches(cleaned, candidates, n=1, cutoff=0.4)
         raise CourseError("lesson.unknown", given=text, suggestion=near[0] if near else self.lessons[0].short_id)

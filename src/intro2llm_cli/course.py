@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog, Hint, LessonSpec
 from .errors import CourseError
 from .paths import find_home
 from .progress import LastFailure, LessonState, Progress, ProgressStore, TierRecord, now
-from .workspace import Workspace, WriteReport
+
+if TYPE_CHECKING:  # workspace (shutil, stubgen, ast) is imported only by commands that write files
+    from .workspace import Workspace, WriteReport
 
 LANGS = ("zh", "en")
 STARTED = (LessonState.in_progress, LessonState.basic_passed, LessonState.completed)
@@ -88,6 +91,8 @@ class Course:
         return self.store.load()
 
     def workspace(self, progress: Progress | None = None) -> Workspace:
+        from .workspace import Workspace
+
         progress = progress or self.progress()
         return Workspace((self.home / progress.workspace).resolve())
 
@@ -105,6 +110,8 @@ class Course:
         except ValueError:
             stored = str(absolute.resolve())
         progress = Progress.new(self.catalog, path, lang, stored)
+        from .workspace import Workspace
+
         Workspace(absolute.resolve()).create()
         self.store.create(progress)
         self._lang = self._lang or lang

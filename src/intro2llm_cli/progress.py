@@ -20,8 +20,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-import tomli_w
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .catalog import Catalog
@@ -147,6 +145,8 @@ class Progress(BaseModel):
 
 
 def _to_toml(progress: Progress) -> str:
+    import tomli_w
+
     data = progress.model_dump(mode="python", exclude_none=True)
     for entry in data["lessons"].values():
         entry["state"] = entry["state"].value
@@ -159,7 +159,7 @@ class ProgressStore:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.file = home / PROGRESS_RELPATH
-        self._lock = FileLock(str(self.file) + ".lock", timeout=10)
+        self._lock_file = str(self.file) + ".lock"
 
     def exists(self) -> bool:
         return self.file.is_file()
@@ -200,9 +200,11 @@ class ProgressStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        from filelock import FileLock, Timeout  # only writers need it; `status` stays light
+
         self.file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self._lock:
+            with FileLock(self._lock_file, timeout=10):
                 yield
         except Timeout as exc:
             raise CourseError("progress.locked", file=str(self.file)) from exc
