@@ -160,3 +160,13 @@ def test_light_commands_never_import_torch_or_pytest(tmp_path: Path, command):
     done = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert "HEAVY []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_published_handout_renders_in_both_languages(tmp_path: Path, lang):
+    from intro2llm_cli.catalog import Catalog
+
+    for lesson in (x for x in Catalog.load().lessons if x.ready):
+        shown = llm_course(tmp_path, "--lang", lang, "show", lesson.short_id)
+        assert shown.returncode == 0, shown.stderr
+        assert len(shown.stdout.splitlines()) > 200, f"{lesson.short_id} handout looks empty"
