@@ -122,6 +122,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "diff.nonfinite": ("{what}：出现 NaN/inf（第一个位于索引 {index}）", "{what}: NaN/inf values (first at index {index})"),
     "diff.values": ("{what}：{count}/{total} 个元素超出容差（atol={atol}, rtol={rtol}）；最离谱的在索引 {index}：期望 {expected}，实际 {actual}（差 {max_diff}）",
                     "{what}: {count}/{total} elements beyond tolerance (atol={atol}, rtol={rtol}); worst at index {index}: expected {expected}, got {actual} (difference {max_diff})"),
+    # -- first divergence between the learner's model and the reference ----
+    "divergence.values": ("第一个与参考实现不一致的子模块是 `{module}`（之前的模块都一致）：最大差 {max_diff}，位于索引 {index}；从这里查起。",
+                          "the first submodule that differs from the reference is `{module}` (everything before it matches): largest difference {max_diff} at index {index}; start looking there."),
+    "divergence.shape": ("第一个与参考实现不一致的子模块是 `{module}`：输出形状 {learner}，参考实现为 {reference}。",
+                         "the first submodule that differs from the reference is `{module}`: output shape {learner}, reference {reference}."),
     # -- status / list / hints ---------------------------------------------
     "status.title": ("学习进度（路线：{path}）", "Progress (path: {path})"),
     "list.title": ("全部课程（先运行 `llm-course init` 选择路线）", "All lessons (run `llm-course init` to choose a path)"),
