@@ -245,7 +245,7 @@ class ModelConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> ModelConfig:
-        """~0.2M parameters with GQA (4 query heads, 2 KV heads): for tests and CPU demos."""
+        """~0.16M parameters with GQA (4 query heads, 2 KV heads): for tests and CPU demos."""
         params: dict[str, Any] = dict(
             vocab_size=512,
             hidden_size=64,
