@@ -18,6 +18,7 @@ from intro2llm_cli.paths import lessons_dir
 READY = [lesson.short_id for lesson in Catalog.load().lessons if lesson.ready]
 
 
+@pytest.mark.timeout(900)  # a whole suite per known mistake: ~1-2 min per lesson on 2 cores
 @pytest.mark.parametrize("lesson", READY)
 def test_author_verify_passes(tmp_path, lesson):
     done = subprocess.run(
