@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from .commands import author, check, hint, init, reset, show, solution, start, status
+from .commands import author, check, data, hint, init, reset, show, solution, start, status
 from .commands.context import options
 from .errors import CourseError
 
@@ -42,6 +42,7 @@ app.command("list")(status.list_lessons)
 app.command()(show.show)
 app.command()(reset.reset)
 app.command()(solution.solution)
+app.command()(data.data)
 app.add_typer(author.app, name="author")
 
 

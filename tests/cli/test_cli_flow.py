@@ -146,15 +146,22 @@ def test_a_home_is_found_from_a_subfolder(tmp_path: Path):
     assert "lesson01" in llm_course(inner, "status").stdout
 
 
-@pytest.mark.parametrize("command", [["--help"], ["status"], ["list"], ["hint"], ["start", "1"]])
-def test_light_commands_never_import_torch_or_pytest(tmp_path: Path, command):
+LIGHT = ("torch", "pytest", "intro2llm", "numpy")
+
+
+@pytest.mark.parametrize(
+    ("command", "heavy"),
+    [(["--help"], LIGHT), (["status"], LIGHT), (["list"], LIGHT), (["hint"], LIGHT), (["start", "1"], LIGHT),
+     (["data", "sft"], ("torch", "pytest", "numpy"))],  # data runs the reference's generators, torch-free
+)
+def test_light_commands_never_import_torch_or_pytest(tmp_path: Path, command, heavy):
     import subprocess
 
     assert llm_course(tmp_path, "init", "--lang", "en").returncode == 0
     probe = (
         "import sys\nfrom intro2llm_cli.main import run\nsys.argv = ['llm-course', *sys.argv[1:]]\n"
         "try:\n    run()\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'pytest', 'intro2llm', 'numpy') if m in sys.modules]\n"
+        f"heavy = [m for m in {heavy!r} if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, capture_output=True,

@@ -93,3 +93,25 @@ def status_table(progress, rows, lang: str, title_key: str) -> None:
             str(row.hints_used) if row.hints_used else "",
         ])
     terminal.lesson_table(t(title_key, lang, path=progress.path), table_rows, headers)
+
+
+def _sample_lines(data, index: int) -> list[str]:
+    record = data.records[index]
+    if data.kind == "pretrain":
+        text = record if len(record) <= 400 else record[:400] + "…"
+        return [text]
+    return [f"{key}: {value}" for key, value in record.items()]
+
+
+def data_report(result, lang: str, show: int) -> None:
+    headers = [t("col.data_set", lang), t("col.records", lang), t("col.size", lang), t("col.seconds", lang)]
+    rows = [[f"{data.kind}/{data.split}", str(len(data.records)), f"{data.size_bytes / 1e6:.2f} MB",
+             f"{data.seconds:.2f}"] for data in result.sets]
+    terminal.lesson_table(t("data.title", lang), rows, headers)
+    for data in result.sets:
+        for index in range(min(show, len(data.records))):
+            terminal.plain(f"--- {data.kind}/{data.split} #{index}")
+            for line in _sample_lines(data, index):
+                terminal.plain(line)
+    for path in result.written:
+        terminal.info(t("write.written", lang, path=str(path)))
