@@ -72,7 +72,8 @@ def cosine_lr_lambda(
         num_warmup_steps: W >= 0.
         num_training_steps: T >= W, the total number of optimiser steps.
         min_lr_ratio: r in [0, 1], the final lr as a fraction of the initial one.
-        num_cycles: waves of the cosine over the decay phase; 0.5 = one half wave, 1 -> r.
+        num_cycles: waves of the cosine over the decay phase: 0.5 (default) = one half wave, 1 down to r
+            at the midpoint of the decay; 1.0 = a full wave, back at the peak by num_training_steps.
     Returns:
         λ (float): ``current_step / W`` during warmup, then
         ``r + (1 - r) * 0.5 * (1 + cos(2π * num_cycles * min(1, progress)))``.
