@@ -103,26 +103,14 @@ class SwiGLU(nn.Module):
         return self.down_proj(gate * up)  # [b, s, d]
 
 
-class GeGLU(nn.Module):
+class GeGLU(SwiGLU):
     """Gated MLP with GELU: ``down_proj(gelu_tanh(gate_proj(x)) * up_proj(x))``.
 
-    The GELU is the tanh approximation, ``F.gelu(z, approximate="tanh")``: Gemma's
-    ``hidden_act="gelu_pytorch_tanh"``. Same parameters as ``SwiGLU``.
-
-    Args:
-        config: uses hidden_size (d) and intermediate_size (I).
-
-    Parameters (no biases):
-        gate_proj [I, d], up_proj [I, d], down_proj [d, I].
+    What it adds to ``SwiGLU``: only the gate's activation. The GELU is the tanh
+    approximation, ``F.gelu(z, approximate="tanh")``: Gemma's
+    ``hidden_act="gelu_pytorch_tanh"``. Parameters are SwiGLU's (no biases):
+    gate_proj [I, d], up_proj [I, d], down_proj [d, I].
     """
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.hidden_size = config.hidden_size
-        self.intermediate_size = config.intermediate_size
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Gate one projection of each token with GELU (tanh) of another, then project back.
