@@ -137,7 +137,7 @@ class Course:
         if state is LessonState.provided:
             raise CourseError("lesson.provided", lesson=lesson.short_id)
         if state is LessonState.locked:
-            missing = [dep for dep in lesson.depends_on if not progress.state(dep).done]
+            missing = progress.missing_prerequisites(lesson.id, self.catalog)
             raise CourseError("lesson.locked", lesson=lesson.short_id,
                               missing=", ".join(self.catalog.get(m).short_id for m in missing))
 

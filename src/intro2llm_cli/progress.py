@@ -117,8 +117,32 @@ class Progress(BaseModel):
         entry = self.lessons.get(lesson_id)
         return entry.state if entry else LessonState.locked
 
+    def satisfied(self, lesson_id: str, catalog: Catalog) -> bool:
+        """Whether ``lesson_id`` counts as done for the lessons that depend on it.
+
+        A completed lesson does. A provided lesson does once its own prerequisites
+        do: on the mvp path lesson 06 is provided, so lesson 07 opens when 05 is
+        completed, not on day one.
+        """
+        state = self.state(lesson_id)
+        if state is LessonState.provided:
+            return all(self.satisfied(dep, catalog) for dep in catalog.get(lesson_id).depends_on)
+        return state is LessonState.completed
+
+    def missing_prerequisites(self, lesson_id: str, catalog: Catalog) -> list[str]:
+        """The lessons the learner still has to complete before ``lesson_id`` opens."""
+        missing: list[str] = []
+        for dep in catalog.get(lesson_id).depends_on:
+            if self.satisfied(dep, catalog):
+                continue
+            if self.state(dep) is LessonState.provided:
+                missing.extend(m for m in self.missing_prerequisites(dep, catalog) if m not in missing)
+            elif dep not in missing:
+                missing.append(dep)
+        return missing
+
     def refresh_unlocks(self, catalog: Catalog) -> list[str]:
-        """Unlock every locked lesson whose prerequisites are all done.
+        """Unlock every locked lesson whose prerequisites are all satisfied.
 
         Returns the ids unlocked now. Never locks anything again: progress is
         only ever gained.
@@ -128,7 +152,7 @@ class Progress(BaseModel):
             entry = self.lessons.get(lesson.id)
             if entry is None or entry.state is not LessonState.locked:
                 continue
-            if all(self.state(dep).done for dep in lesson.depends_on):
+            if all(self.satisfied(dep, catalog) for dep in lesson.depends_on):
                 entry.state = LessonState.available
                 unlocked.append(lesson.id)
         return unlocked

@@ -107,3 +107,17 @@ def test_creating_twice_refuses_and_keeps_the_first(tmp_path, catalog):
 def test_the_published_json_schema_matches_the_model():
     published = json.loads((REPO / "progress" / "progress.schema.json").read_text(encoding="utf-8"))
     assert published == json_schema(), "regenerate with: python -m intro2llm_cli.progress > progress/progress.schema.json"
+
+
+def test_mvp_path_opens_lesson07_only_after_lesson05_through_the_provided_lesson06(tmp_path, catalog):
+    store = new_store(tmp_path, catalog, "mvp")
+    progress = store.load()
+    assert progress.state("lesson06_datasets") is LessonState.provided
+    assert progress.state("lesson07_loss_optimizer") is LessonState.locked
+    assert progress.missing_prerequisites("lesson07_loss_optimizer", catalog) == ["lesson05_causal_lm"]
+    with store.edit() as progress:
+        for lesson in ("lesson01_config_tokenizer", "lesson02_norm_embedding", "lesson03_attention",
+                       "lesson04_ffn_transformer", "lesson05_causal_lm"):
+            progress.lesson(lesson).state = LessonState.completed
+        unlocked = progress.refresh_unlocks(catalog)
+    assert "lesson07_loss_optimizer" in unlocked
