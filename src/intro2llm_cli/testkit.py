@@ -84,10 +84,28 @@ def expect_error(error: type[BaseException], call: Callable[[], Any], what: str)
     raise AssertionError(t("diff.no_error", lang(), what=what, expected=error.__name__, value=_short(value)))
 
 
+def with_hint(message: str, hint: str | tuple[str, str] | None) -> str:
+    """``message`` plus a line naming the likely cause: a string, or ``(zh, en)``."""
+    if not hint:
+        return message
+    return f"{message}\n{say(*hint) if isinstance(hint, tuple) else hint}"
+
+
 def assert_close(actual: Any, expected: Any, what: str, *, atol: float = 1e-5, rtol: float = 1e-5,
-                 check_dtype: bool = True) -> None:
+                 check_dtype: bool = True, hint: str | tuple[str, str] | None = None) -> None:
     """Tensors equal within ``atol + rtol * |expected|``: type, shape and dtype first,
-    then the largest difference and its position."""
+    then the worst element and its position. ``hint`` (a string or ``(zh, en)``)
+    is appended to the message on failure, to name the likely cause."""
+    try:
+        _assert_close(actual, expected, what, atol=atol, rtol=rtol, check_dtype=check_dtype)
+    except AssertionError as exc:
+        if not hint:
+            raise
+        raise AssertionError(with_hint(str(exc), hint)) from None
+
+
+def _assert_close(actual: Any, expected: Any, what: str, *, atol: float, rtol: float,
+                  check_dtype: bool) -> None:
     import torch
 
     if not isinstance(actual, torch.Tensor):
@@ -101,7 +119,7 @@ def assert_close(actual: Any, expected: Any, what: str, *, atol: float = 1e-5, r
     want = expected.detach().to(torch.float64).cpu()
     if not torch.isfinite(got).all() and torch.isfinite(want).all():
         bad = (~torch.isfinite(got)).nonzero()[0].tolist()
-        raise AssertionError(t("diff.nonfinite", lang(), what=what, index=bad))
+        raise AssertionError(t("diff.nonfinite", lang(), what=what, index=bad if got.dim() else "()"))
     diff = (got - want).abs()
     diff = torch.where(torch.isnan(diff), torch.zeros_like(diff), diff)
     allowed = atol + rtol * want.abs()

@@ -63,3 +63,16 @@ def test_a_wrong_forward_with_right_weights_is_found_too():
     learner.layers[0].norm.forward = lambda x: x  # forgot to normalise
     found = first_divergence(learner, reference, INPUTS)
     assert found is not None and found.module == "layers.0.norm"
+
+
+def test_assert_close_appends_the_hint_in_the_learners_language(monkeypatch):
+    import pytest
+
+    from intro2llm_cli.testkit import assert_close
+
+    monkeypatch.setenv("LLM_COURSE_LANG", "en")
+    with pytest.raises(AssertionError) as info:
+        assert_close(torch.zeros(2), torch.ones(2), "out", hint=("缩放错了？", "wrong scale?"))
+    assert str(info.value).splitlines()[-1] == "wrong scale?"
+    assert "worst at index [0]" in str(info.value)
+    assert_close(torch.ones(2), torch.ones(2), "out", hint=("x", "y"))  # passing: no hint, no error

@@ -40,14 +40,6 @@ def _seed():
     random.seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread avoids OpenMP start-up costs (large on a busy 2-core CI box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _config(**overrides) -> ModelConfig:
     """V = 96, d = 64, I = 96, L = 2, h = 4 query heads of hd = 16, g = 2 KV heads."""

@@ -38,14 +38,6 @@ def _seed():
     random.seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread avoids OpenMP start-up costs (large on a busy 2-core CI box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _perturb(model: torch.nn.Module) -> torch.nn.Module:
     """std 0.15 for matrices, 1 +- 0.2 for norm weights (either model's names contain "norm")."""

@@ -39,15 +39,6 @@ def _seed():
     random.seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors of a few hundred elements gain nothing from intra-op threads, and on a busy
-    machine waiting threads made the 200-step runs ~10x slower; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class _TinyModel(nn.Module):
     def __init__(self, vocab: int = 17, dim: int = 8) -> None:

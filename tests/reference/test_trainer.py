@@ -34,13 +34,6 @@ VOCAB = 64
 SEQ = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def tiny_model(seed: int = 0, **overrides) -> CausalLM:
     torch.manual_seed(seed)

@@ -51,11 +51,7 @@ def _attention():
 
 
 def _close(actual, expected, what, hint="", **tolerance):
-    """``assert_close`` with a hint about the likely cause appended to its message."""
-    try:
-        assert_close(actual, expected, what, **(tolerance or F32))
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{hint}" if hint else str(exc)) from None
+    assert_close(actual, expected, what, hint=hint, **(tolerance or F32))
 
 
 def _qkv(b=2, h=4, s=5, t=5, hd=16, g=None, dtype=torch.float32):

@@ -49,11 +49,7 @@ def _config(kv_heads: int = 2, **overrides):
 
 
 def _close(actual, expected, what, hint, **tolerance):
-    """``assert_close`` with a hint about the likely cause appended to its message."""
-    try:
-        assert_close(actual, expected, what, **tolerance)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{hint}") from None
+    assert_close(actual, expected, what, hint=hint, **tolerance)
 
 
 def _equal(actual, expected, what, hint):

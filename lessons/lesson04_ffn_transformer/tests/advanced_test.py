@@ -94,13 +94,7 @@ def _seed():
 
 
 def _close(actual, expected, what, hint: tuple[str, str] | None = None, extra: str = "", **tolerance):
-    """``assert_close`` plus, on failure, a line naming the likely cause (zh, en)."""
-    try:
-        assert_close(actual, expected, what, **(tolerance or F32))
-    except AssertionError as exc:
-        if hint is None:
-            raise
-        raise AssertionError(f"{exc}\n{say(*hint)}{extra}") from None
+    assert_close(actual, expected, what, hint=(say(*hint) + extra) if hint else None, **(tolerance or F32))
 
 
 def _config(module, **overrides):

@@ -69,11 +69,7 @@ def _config(**overrides):
 
 
 def _close(actual, expected, what, hint="", **tolerance):
-    """``assert_close`` with a hint about the likely cause appended to its message."""
-    try:
-        assert_close(actual, expected, what, **tolerance)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{hint}" if hint else str(exc)) from None
+    assert_close(actual, expected, what, hint=hint, **tolerance)
 
 
 def _silu(z: float) -> float:

@@ -149,10 +149,7 @@ def _model_close(actual, expected, what, mine, ref, inputs, hint="", **tolerance
 
 
 def _close(actual, expected, what, hint="", **tolerance):
-    try:
-        assert_close(actual, expected, what, **(tolerance or LOGITS))
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{hint}" if hint else str(exc)) from None
+    assert_close(actual, expected, what, hint=hint, **(tolerance or LOGITS))
 
 
 def _same_tokens(actual, expected, what, hint="", extra=None):
