@@ -278,10 +278,8 @@ class Course:
 
     def solution(self, text: str, force: bool = False) -> tuple[LessonSpec, list[tuple[str, str, str]]]:
         """(file, symbol, reference source) for every target of a completed lesson."""
-        import ast
-
         from .paths import reference_dir
-        from .stubgen import find_symbol
+        from .stubgen import symbol_source
 
         lesson = self.catalog.resolve(text)
         with self.store.edit() as progress:
@@ -293,10 +291,6 @@ class Course:
         pieces = []
         for target in lesson.targets:
             source = (reference_dir() / target.file).read_text(encoding="utf-8")
-            tree = ast.parse(source)
-            lines = source.splitlines()
             for symbol in target.symbols:
-                node = find_symbol(tree, symbol)
-                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-                pieces.append((target.file, symbol, "\n".join(lines[first - 1 : node.end_lineno])))
+                pieces.append((target.file, symbol, symbol_source(source, symbol)))
         return lesson, pieces

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from .commands import author, check, data, hint, init, reset, show, solution, start, status
+from .commands import author, check, data, hint, init, reset, show, solution, start, status, train
 from .commands.context import options
 from .errors import CourseError
 
@@ -43,6 +43,8 @@ app.command()(show.show)
 app.command()(reset.reset)
 app.command()(solution.solution)
 app.command()(data.data)
+app.command()(train.train)
+app.command()(train.generate)
 app.add_typer(author.app, name="author")
 
 

@@ -98,6 +98,25 @@ class LessonProgress(BaseModel):
     resets: int = Field(default=0, ge=0)
 
 
+class RunRecord(BaseModel):
+    """One ``llm-course train`` run, as the progress file remembers it."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: str = Field(description="pretrain | sft | dpo")
+    run_dir: str = Field(description="the run folder (outputs/<stage>/<run-id>)")
+    started_at: datetime
+    finished: bool = Field(description="False when stopped with Ctrl-C (resumable)")
+    steps: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    final_loss: float | None = None
+    eval_loss: float | None = None
+    code_hash: str = Field(description="git-style hash of the code that trained")
+    reference_filled: list[str] = Field(default_factory=list, description="lessons filled from the reference")
+    reference_only: bool = Field(default=False, description="--reference: the reference library alone")
+    exact_match_before: float | None = Field(default=None, description="SFT: held-out accuracy before")
+    exact_match_after: float | None = Field(default=None, description="SFT: held-out accuracy after")
+
+
 class Progress(BaseModel):
     """The whole progress file."""
 
@@ -109,6 +128,7 @@ class Progress(BaseModel):
     created_at: datetime = Field(default_factory=now)
     current: str | None = Field(default=None, description="lesson id last started or checked")
     lessons: dict[str, LessonProgress] = Field(default_factory=dict)
+    runs: list[RunRecord] = Field(default_factory=list, description="training runs, oldest first")
 
     def lesson(self, lesson_id: str) -> LessonProgress:
         return self.lessons.setdefault(lesson_id, LessonProgress())
@@ -122,10 +142,12 @@ class Progress(BaseModel):
 
         A completed lesson does. A provided lesson does once its own prerequisites
         do: on the mvp path lesson 06 is provided, so lesson 07 opens when 05 is
-        completed, not on day one.
+        completed, not on day one. A planned (unpublished) lesson counts the same way.
         """
         state = self.state(lesson_id)
-        if state is LessonState.provided:
+        if state is LessonState.provided or not catalog.get(lesson_id).ready:
+            # A lesson that is not published yet blocks no one: like a provided one, it
+            # counts once its own prerequisites do (its code comes from the reference).
             return all(self.satisfied(dep, catalog) for dep in catalog.get(lesson_id).depends_on)
         return state is LessonState.completed
 
@@ -135,7 +157,7 @@ class Progress(BaseModel):
         for dep in catalog.get(lesson_id).depends_on:
             if self.satisfied(dep, catalog):
                 continue
-            if self.state(dep) is LessonState.provided:
+            if self.state(dep) is LessonState.provided or not catalog.get(dep).ready:
                 missing.extend(m for m in self.missing_prerequisites(dep, catalog) if m not in missing)
             elif dep not in missing:
                 missing.append(dep)

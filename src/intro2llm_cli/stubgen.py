@@ -126,6 +126,14 @@ def _has_docstring(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
 
 
+def symbol_source(source: str, qualname: str) -> str:
+    """The text of ``qualname``'s definition in ``source``, decorators included."""
+    node = find_symbol(ast.parse(source), qualname)
+    first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+    assert node.end_lineno is not None
+    return "\n".join(source.splitlines()[first - 1: node.end_lineno])
+
+
 def replace_symbol(source: str, qualname: str, new_definition: str) -> str:
     """Replace function ``qualname`` (its ``def`` through its last line) with
     ``new_definition``, renamed and re-indented to fit. Decorators of the

@@ -26,6 +26,15 @@ training set at the start of every epoch (like ``RandomSampler``); micro-batches
 consecutive slices of it and an incomplete last slice is dropped. The checkpoint keeps
 the generator state at the start of the epoch and the position in it, so a resumed run
 sees the same batches.
+
+Data parallelism (``torchrun``, see ``training.distributed``): with W processes every
+process draws the same permutation, a global micro-batch is ``W × per_device_batch_size``
+consecutive examples and rank r takes the r-th slice of it (a distributed sampler).
+The forward runs through ``self.train_model`` — ``DistributedDataParallel(self.model)``,
+whose backward averages the gradients across processes — so every copy takes the step
+one process would take with the whole global batch. In one process ``train_model`` is
+``model``. Logged losses are averaged across processes; only rank 0 calls the callbacks
+and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from ..optimizer.scheduler import (
     get_linear_schedule_with_warmup,
 )
 from ..utils.mixed_precision import PRECISIONS, LossScaler, autocast_context, autocast_dtype
+from . import distributed
 from .checkpointing import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
@@ -66,7 +76,8 @@ class TrainingArguments:
     Attributes:
         output_dir: where ``checkpoint-<step>/`` folders go.
         max_steps: optimiser steps to take (each = gradient_accumulation_steps micro-batches).
-        per_device_batch_size: examples per micro-batch.
+        per_device_batch_size: examples per micro-batch of one process (the global
+            micro-batch is this times the number of processes).
         gradient_accumulation_steps: micro-batches per optimiser step.
         learning_rate: peak lr (after warmup).
         weight_decay: AdamW's decoupled decay for matrices (not biases / norm weights).
@@ -154,12 +165,18 @@ class Trainer:
                  optimizer: torch.optim.Optimizer | None = None,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                  callbacks: Iterable[Callback] = ()) -> None:
-        if len(train_dataset) < args.per_device_batch_size:
-            raise ValueError(f"the training set has {len(train_dataset)} examples, fewer than "
-                             f"per_device_batch_size={args.per_device_batch_size}: lower the batch size")
+        self.world_size, self.rank = distributed.world_size(), distributed.rank()
+        global_batch = args.per_device_batch_size * self.world_size
+        if len(train_dataset) < global_batch:
+            raise ValueError(f"the training set has {len(train_dataset)} examples, fewer than one batch of "
+                             f"{global_batch} (per_device_batch_size={args.per_device_batch_size} x "
+                             f"{self.world_size} process(es)): lower the batch size or add data")
         self.args = args
         self.device = args.resolved_device()
         self.model = model.to(self.device)
+        # The training forward goes through train_model: DistributedDataParallel in a process
+        # group (its backward averages gradients across processes), the model itself otherwise.
+        self.train_model = distributed.wrap_for_training(self.model, self.device)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         if collate_fn is None:
@@ -231,19 +248,23 @@ class Trainer:
         Returns:
             ``collate_fn`` of ``per_device_batch_size`` examples, every tensor moved to the device.
         """
-        # Step 1: b = self.args.per_device_batch_size；还没有本轮的顺序 (self._order is None) 时 self._start_epoch()；
+        # Step 1: b = self.args.per_device_batch_size；全局 micro-batch 的大小 span = b * self.world_size
+        #         (单进程时 world_size = 1)；还没有本轮的顺序 (self._order is None) 时 self._start_epoch()；
         b = self.args.per_device_batch_size
-        #         本轮剩下的样本不够一个 batch (self.position + b > len(self._order)) 时 self.epoch += 1
+        span = b * self.world_size
+        #         本轮剩下的样本不够一个全局 batch (self.position + span > len(self._order)) 时 self.epoch += 1
         #         再 self._start_epoch() (丢掉不完整的尾巴，每个 micro-batch 一样大，梯度累积才等价于大 batch)
         if self._order is None:
             self._start_epoch()
-        elif self.position + b > len(self._order):
+        elif self.position + span > len(self._order):
             self.epoch += 1
             self._start_epoch()
-        # Step 2: 取出 indices = self._order[self.position : self.position + b]，self.position += b
-        #         (position 记录在检查点里，恢复后从同一位置继续)
-        indices = self._order[self.position: self.position + b]
-        self.position += b
+        # Step 2: 每个进程的顺序相同，第 rank 个进程取全局 batch 里的第 rank 段：
+        #         start = self.position + self.rank * b，indices = self._order[start : start + b]；
+        #         self.position += span (position 记录在检查点里，恢复后从同一位置继续)
+        start = self.position + self.rank * b
+        indices = self._order[start: start + b]
+        self.position += span
         # Step 3: batch = self.collate_fn([self.train_dataset[int(i)] for i in indices])，
         #         return {k: v.to(self.device) for k, v in batch.items()}
         batch = self.collate_fn([self.train_dataset[int(i)] for i in indices])
@@ -262,9 +283,10 @@ class Trainer:
             FloatingPointError: the loss is nan or inf (naming the step).
         """
         # Step 1: 前向在 autocast 下：with autocast_context(self.device, self.amp_dtype):
-        #         loss = self.compute_loss(self.model, batch)
+        #         loss = self.compute_loss(self.train_model, batch)
+        #         (单进程时 train_model 就是 self.model；多进程时是 DDP 包装，反向时自动平均各进程的梯度)
         with autocast_context(self.device, self.amp_dtype):
-            loss = self.compute_loss(self.model, batch)
+            loss = self.compute_loss(self.train_model, batch)
         # Step 2: not torch.isfinite(loss) 时 raise FloatingPointError，消息写出第几步 (self.step + 1) 和 loss 的值，
         #         并提示该查什么 (学习率太大、数据里的越界 id、fp16 溢出)；nan 一旦进入参数就再也回不来
         if not bool(torch.isfinite(loss)):
@@ -284,6 +306,8 @@ class Trainer:
 
         Returns:
             the global gradient norm before clipping (inf / nan when fp16 overflowed).
+        Raises:
+            FloatingPointError: a non-finite gradient norm without fp16 loss scaling (naming the step).
         """
         # Step 1: self.scaler.unscale_(self.optimizer) (fp16 时把梯度除回 loss scale；必须在裁剪之前，否则阈值对的是放大后的梯度)
         self.scaler.unscale_(self.optimizer)
@@ -292,6 +316,13 @@ class Trainer:
         max_norm = self.args.max_grad_norm or math.inf
         params = [p for p in self.model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        #         不用 fp16 时 (没有 loss scaler 跳过坏的一步)，grad_norm 不是有限数就 raise FloatingPointError，
+        #         写出第几步：带 nan 的更新会毁掉所有参数 (梯度留在 .grad 里，方便查是哪个模块)
+        if not self.scaler.enabled and not math.isfinite(float(grad_norm)):
+            raise FloatingPointError(
+                f"the gradient norm is {float(grad_norm)} at step {self.step + 1}: lower the learning rate "
+                "or check the loss and the model for operations that overflow"
+            )
         # Step 3: stepped = self.scaler.step(self.optimizer) (溢出时跳过这一步)；self.scaler.update()；
         #         stepped 时 self.scheduler.step() (每个优化器步一次，不是每个 micro-batch 一次)
         stepped = self.scaler.step(self.optimizer)
@@ -345,12 +376,16 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             grad_norm = self.optimizer_step()
             self.step += 1
-            # Step 4: 每 log_every 步 (以及最后一步) 记录 {"step", "epoch", "loss": torch.stack(losses).mean().item(),
-            #         "lr", "grad_norm", "tokens_per_s": window_tokens / 经过的秒数}，self.log(metrics)，再重置计时窗口
+            # Step 4: 每 log_every 步 (以及最后一步) 记录 {"step", "epoch",
+            #         "loss": distributed.reduce_mean(torch.stack(losses).mean()) (多进程时取各进程的平均，单进程原样),
+            #         "lr", "grad_norm", "tokens_per_s": distributed.reduce_sum(window_tokens) / 经过的秒数}，
+            #         self.log(metrics)，再重置计时窗口
             if self.step % args.log_every == 0 or self.step == args.max_steps:
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
-                self.log({"step": self.step, "epoch": self.epoch, "loss": torch.stack(losses).mean().item(),
-                          "lr": lr, "grad_norm": grad_norm, "tokens_per_s": window_tokens / elapsed})
+                self.log({"step": self.step, "epoch": self.epoch,
+                          "loss": distributed.reduce_mean(torch.stack(losses).mean()),
+                          "lr": lr, "grad_norm": grad_norm,
+                          "tokens_per_s": distributed.reduce_sum(window_tokens) / elapsed})
                 window_start, window_tokens = time.perf_counter(), 0
             # Step 5: args.eval_every > 0、有 eval_dataset 且 self.step % args.eval_every == 0 时
             #         self.log({"step": self.step, **self.evaluate()})
@@ -366,8 +401,10 @@ class Trainer:
         return self.log_history
 
     def log(self, metrics: dict[str, Any]) -> None:
-        """Append ``metrics`` to ``log_history`` and hand a copy to every callback."""
+        """Append ``metrics`` to ``log_history`` and hand a copy to every callback (rank 0 only)."""
         self.log_history.append(metrics)
+        if self.rank != 0:
+            return
         for callback in self.callbacks:
             callback(dict(metrics))
 
@@ -427,9 +464,13 @@ class Trainer:
             "args": dataclasses.asdict(self.args),
             "log_history": self.log_history,
         }
-        # Step 2: path = save_checkpoint(self.checkpoint_dir(), self.model, self.optimizer, state) (原子写入)；
-        #         self._last_saved_step = self.step；return path
-        path = save_checkpoint(self.checkpoint_dir(), self.model, self.optimizer, state)
+        # Step 2: 只有 rank 0 写 (各进程的权重和优化器状态完全相同)：path = self.checkpoint_dir()，
+        #         self.rank == 0 时 save_checkpoint(path, self.model, self.optimizer, state) (原子写入)；
+        #         distributed.barrier() (其他进程等它写完)；self._last_saved_step = self.step；return path
+        path = self.checkpoint_dir()
+        if self.rank == 0:
+            save_checkpoint(path, self.model, self.optimizer, state)
+        distributed.barrier()
         self._last_saved_step = self.step
         return path
 
