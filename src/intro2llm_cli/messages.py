@@ -171,7 +171,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # -- train / generate --------------------------------------------------
     "train.bad_stage": ("没有训练阶段 `{stage}`；可选：{choices}。", "no training stage `{stage}`; choose one of: {choices}."),
     "train.bad_preset": ("没有预设 `{preset}`；可选：{choices}。", "no preset `{preset}`; choose one of: {choices}."),
-    "train.bad_setting": ("设置 `{field}` 有误（来自 {source}）：{problem}。",
+    "train.bad_setting": ("设置 `{field}` 有误（{source}）：{problem}。",
                           "setting `{field}` is wrong (from {source}): {problem}."),
     "train.config_missing": ("找不到配置文件 {file}；检查 --config 的路径。", "config file {file} not found; check the --config path."),
     "train.config_bad": ("配置文件 {file} 不是合法的 TOML：{problem}。", "config file {file} is not valid TOML: {problem}."),

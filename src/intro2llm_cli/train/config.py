@@ -113,15 +113,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(stage: str, preset: str, file_values: dict[str, Any] | None = None,
-            overrides: dict[str, Any] | None = None, source: str = "--config") -> RunConfig:
+            overrides: dict[str, Any] | None = None, source: str = "the command line") -> RunConfig:
     """Preset < config file < command-line options, validated into one ``RunConfig``."""
     if preset not in PRESETS:
         raise CourseError("train.bad_preset", preset=preset, choices=", ".join(PRESETS))
     values: dict[str, Any] = {"stage": stage, "preset": preset}
     values = _merge(values, PRESET_VALUES[(stage, preset)])
-    values = _merge(values, file_values or {})
-    values = _merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
+    chosen = _merge(file_values or {}, {k: v for k, v in (overrides or {}).items() if v is not None})
+    values = _merge(values, chosen)
     values["stage"], values["preset"] = stage, preset
+    if "warmup_steps" not in chosen and "max_steps" in chosen:
+        # A shorter run than the preset's keeps the preset's warmup only where it fits.
+        values["warmup_steps"] = min(values.get("warmup_steps", 20), values["max_steps"])
     try:
         config = RunConfig.model_validate(values)
     except ValidationError as error:
@@ -138,17 +141,17 @@ def check_config(config: RunConfig) -> None:
                 "tokenizer_sample_bytes", "corpus_bytes")
     for name in positive:
         if getattr(config, name) < 1:
-            raise CourseError("train.bad_setting", field=name, problem="must be >= 1", source="options")
+            raise CourseError("train.bad_setting", field=name, problem="must be >= 1", source="the command line")
     if config.seq_len >= config.model.max_position_embeddings:
         raise CourseError("train.bad_setting", field="seq_len",
                           problem=f"must be < model.max_position_embeddings={config.model.max_position_embeddings}",
-                          source="options")
+                          source="the command line")
     if config.warmup_steps > config.max_steps:
         raise CourseError("train.bad_setting", field="warmup_steps",
-                          problem=f"must be <= max_steps={config.max_steps}", source="options")
+                          problem=f"must be <= max_steps={config.max_steps}", source="the command line")
     if not 0 <= config.eval_fraction < 0.5:
         raise CourseError("train.bad_setting", field="eval_fraction", problem="must be in [0, 0.5)",
-                          source="options")
+                          source="the command line")
 
 
 def to_toml(values: dict[str, Any]) -> str:

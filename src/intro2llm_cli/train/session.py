@@ -90,7 +90,7 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
     else:
         file_values = run_config.read_config_file(request.config_file) if request.config_file else {}
         config = run_config.resolve(request.stage, request.preset, file_values, request.overrides,
-                                    source=request.config_file or "options")
+                                    source=request.config_file or "the command line")
         if request.stage == "sft" and config.model_path:
             config.model_path = str(Path(config.model_path).expanduser().resolve())
             check_model_dir(Path(config.model_path))
