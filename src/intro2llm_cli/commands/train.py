@@ -32,13 +32,12 @@ def train(
     plain: bool = typer.Option(False, "--plain", help="one line per logged step instead of the live view"),
 ) -> None:
     """Train a model from your own code (pretrain, then sft). / 用你自己写的代码训练模型。"""
-    from ..course import Course
     from ..errors import CourseError
     from ..train.config import STAGES
     from ..train.session import TrainRequest, finish, launch, prepare
     from ..views import training_report
 
-    lang = Course(options.home, options.lang).lang if _has_home() else (options.lang or "zh")
+    lang = _lang()
     if stage not in STAGES:
         raise CourseError("train.bad_stage", stage=stage, choices=", ".join(STAGES))
     overrides = {"model_path": model_path, "max_steps": max_steps, "batch_size": batch_size,
@@ -57,15 +56,15 @@ def train(
     training_report.after_run(prepared, summary, link, lang)
 
 
-def _has_home() -> bool:
+def _lang() -> str:
+    """The course's language; --lang (or zh) outside a course home (--reference, generate)."""
+    from ..course import Course
     from ..errors import CourseError
-    from ..paths import find_home
 
     try:
-        find_home(options.home)
-        return True
+        return Course(options.home, options.lang).lang
     except CourseError:
-        return False
+        return options.lang or "zh"
 
 
 def generate(
@@ -86,7 +85,7 @@ def generate(
     from ..train.generation import generate as run_generate
     from ..views import training_report
 
-    lang = options.lang or "zh"
+    lang = _lang()
     if not repetition_penalty >= 1.0 or not temperature > 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 0:
         raise CourseError("generate.bad_option")
     request = GenerateRequest(model_path=str(model_path), prompt=prompt, max_new_tokens=max_new_tokens,

@@ -109,7 +109,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise CourseError("train.config_bad", file=file, problem=str(error)) from error
-    return data.get("config", data)
+    data.pop("run", None)  # run.toml's record of the run itself, not a setting
+    return data
 
 
 def resolve(stage: str, preset: str, file_values: dict[str, Any] | None = None,

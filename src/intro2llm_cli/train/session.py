@@ -83,7 +83,6 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
         if not (checkpoint / "trainer_state.json").is_file() or not (run_dir / RUN_FILE).is_file():
             raise CourseError("train.resume_bad", path=request.resume)
         saved = run_config.read_config_file(run_dir / RUN_FILE)
-        saved.pop("run", None)  # the record of the run, not a setting
         config = run_config.resolve(request.stage, saved.get("preset", "default"), saved,
                                     {k: v for k, v in request.overrides.items() if k == "max_steps"},
                                     source=str(run_dir / RUN_FILE))
