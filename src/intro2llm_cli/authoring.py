@@ -18,7 +18,7 @@ from .catalog import LessonSpec
 from .mistakes import MistakeFileError, load_mistakes
 from .paths import reference_dir
 from .runner import run_suite
-from .stubgen import StubError, find_symbol, replace_symbol, stub_source
+from .stubgen import StubError, find_symbol, orphan_continuations, replace_symbol, stub_source
 from .targets import PACKAGE
 
 TIERS = ["basic", "advanced"]
@@ -58,6 +58,9 @@ def check_targets(lesson: LessonSpec) -> list[str]:
         except StubError as exc:
             problems.append(f"{target.file}: {exc}")
             continue
+        for place in orphan_continuations(source, target.symbols):
+            problems.append(f"{target.file}:{place}: a step comment continues after code and would be "
+                            "dropped from the stub; move it up into its '# Step' block")
         tree = ast.parse(stubbed)
         for symbol in target.symbols:
             node = find_symbol(tree, symbol)

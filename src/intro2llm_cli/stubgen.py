@@ -79,6 +79,32 @@ def _step_comments(lines: list[str]) -> list[str]:
     return kept
 
 
+def orphan_continuations(source: str, symbols: list[str]) -> list[str]:
+    """Step-continuation lines (``#   ...``) that follow code instead of a step line.
+
+    The stub keeps only a step line and the continuation lines directly below it, so
+    such a line would silently vanish from the learner's stub (an authoring slip).
+    Returns ``"symbol:line"`` for each.
+    """
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found: list[str] = []
+    for qualname in symbols:
+        for name, func in _functions_of(find_symbol(tree, qualname), qualname):
+            assert func.end_lineno is not None
+            in_step = False
+            for number in range(_docstring_end(func, name) + 1, func.end_lineno + 1):
+                line = lines[number - 1]
+                if _STEP.match(line):
+                    in_step = True
+                elif _CONTINUATION.match(line):
+                    if not in_step:
+                        found.append(f"{name}:{number}")
+                else:
+                    in_step = False
+    return found
+
+
 def _body_indent(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> str:
     line = lines[func.body[0].lineno - 1]
     return line[: len(line) - len(line.lstrip())]

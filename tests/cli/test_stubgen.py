@@ -176,3 +176,19 @@ def test_a_broken_mistakes_file_is_one_line_naming_file_and_line(tmp_path):
     with pytest.raises(MistakeFileError) as info:
         load_mistakes(tmp_path)
     assert str(info.value).startswith(f"{tmp_path / 'mistakes.py'}:3: NameError")
+
+
+def test_a_step_continuation_after_code_is_reported():
+    from intro2llm_cli.stubgen import orphan_continuations
+
+    source = (
+        "def f(x):\n"
+        '    """Doc."""\n'
+        "    # Step 1: double x,\n"
+        "    #         then add one\n"
+        "    y = 2 * x\n"
+        "    #         (this line would vanish from the stub)\n"
+        "    return y + 1\n"
+    )
+    assert orphan_continuations(source, ["f"]) == ["f:6"]
+    assert orphan_continuations(source.replace("    #         (this", "    # Step 2: (this"), ["f"]) == []

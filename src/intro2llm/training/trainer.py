@@ -250,10 +250,10 @@ class Trainer:
         """
         # Step 1: b = self.args.per_device_batch_size；全局 micro-batch 的大小 span = b * self.world_size
         #         (单进程时 world_size = 1)；还没有本轮的顺序 (self._order is None) 时 self._start_epoch()；
-        b = self.args.per_device_batch_size
-        span = b * self.world_size
         #         本轮剩下的样本不够一个全局 batch (self.position + span > len(self._order)) 时 self.epoch += 1
         #         再 self._start_epoch() (丢掉不完整的尾巴，每个 micro-batch 一样大，梯度累积才等价于大 batch)
+        b = self.args.per_device_batch_size
+        span = b * self.world_size
         if self._order is None:
             self._start_epoch()
         elif self.position + span > len(self._order):
@@ -313,11 +313,11 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         # Step 2: 裁剪：max_norm = self.args.max_grad_norm or math.inf (None / 0 表示不裁剪，只计算范数)；
         #         grad_norm = torch.nn.utils.clip_grad_norm_(所有 requires_grad 的参数, max_norm) (返回裁剪前的全局 L2 范数)
+        #         不用 fp16 时 (没有 loss scaler 跳过坏的一步)，grad_norm 不是有限数就 raise FloatingPointError，
+        #         写出第几步：带 nan 的更新会毁掉所有参数 (梯度留在 .grad 里，方便查是哪个模块)
         max_norm = self.args.max_grad_norm or math.inf
         params = [p for p in self.model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        #         不用 fp16 时 (没有 loss scaler 跳过坏的一步)，grad_norm 不是有限数就 raise FloatingPointError，
-        #         写出第几步：带 nan 的更新会毁掉所有参数 (梯度留在 .grad 里，方便查是哪个模块)
         if not self.scaler.enabled and not math.isfinite(float(grad_norm)):
             raise FloatingPointError(
                 f"the gradient norm is {float(grad_norm)} at step {self.step + 1}: lower the learning rate "
