@@ -43,21 +43,50 @@ def run_folder(home: Path, stage: str) -> Path:
     return runs[-1]
 
 
+def complete_with_the_reference(home: Path, lesson_numbers: tuple[int, ...]) -> None:
+    """What a learner who finished these lessons has: the reference's code in my_llm, lessons completed."""
+    from intro2llm_cli.catalog import Catalog
+    from intro2llm_cli.paths import reference_dir
+    from intro2llm_cli.progress import LessonState, ProgressStore
+
+    catalog = Catalog.load()
+    store = ProgressStore(home)
+    with store.edit() as progress:
+        workspace = (home / progress.workspace / "my_llm").resolve()
+        for lesson in catalog.lessons:
+            if lesson.number not in lesson_numbers or not lesson.ready:
+                continue
+            for target in lesson.targets:
+                (workspace / target.file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(reference_dir() / target.file, workspace / target.file)
+            progress.lesson(lesson.id).state = LessonState.completed
+        progress.refresh_unlocks(catalog)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A course home after init -> train pretrain -> train sft (smoke presets, gaps filled from the reference)."""
+    """A course home after init -> lessons done -> train pretrain -> train sft (smoke presets)."""
+    from intro2llm_cli.train.code import STAGE_LESSONS
+
     home = tmp_path_factory.mktemp("course")
     ok(llm_course(home, "init", "--path", "full", "--lang", "en"))
-    ok(llm_course(home, "train", "pretrain", "--preset", "smoke", "--fill-from-reference", "--plain"))
-    ok(llm_course(home, "train", "sft", "--preset", "smoke", "--fill-from-reference", "--plain",
+    complete_with_the_reference(home, STAGE_LESSONS["pretrain"])
+    out = ok(llm_course(home, "train", "pretrain", "--preset", "smoke", "--plain"))
+    assert "lesson03  Attention: MHA, GQA and RoPE  — your code" in out
+    ok(llm_course(home, "train", "sft", "--preset", "smoke", "--plain",
                   "--model-path", "outputs/pretrain/final_model"))
     return home
 
 
 def test_a_run_needs_completed_lessons_or_the_fill_option(tmp_path):
     ok(llm_course(tmp_path, "init", "--path", "full", "--lang", "en"))
+    complete_with_the_reference(tmp_path, (1, 2))
     message = one_line_error(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke"))
-    assert "lesson01" in message and "--fill-from-reference" in message
+    assert "lesson03" in message and "lesson01" not in message and "--fill-from-reference" in message
+    out = ok(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke", "--plain", "--steps", "2",
+                        "--fill-from-reference"))
+    assert "filled from the reference: lesson03, lesson04" in out
+    assert "lesson01  Model config and tokenizers  — your code" in out
 
 
 def test_pretrain_writes_the_run_folder(trained):
@@ -72,7 +101,7 @@ def test_pretrain_writes_the_run_folder(trained):
     config = tomllib.loads((run / "run.toml").read_text(encoding="utf-8"))
     assert config["stage"] == "pretrain" and config["max_steps"] == 12
     assert len(config["run"]["code_hash"]) == 40
-    assert "lesson01:filled" in config["run"]["lessons"] and "lesson01" in config["run"]["reference_filled"]
+    assert "lesson01:yours" in config["run"]["lessons"] and config["run"]["reference_filled"] == []
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         assert (run / "final_model" / name).is_file()
     assert (run / "code" / "my_llm" / "model" / "causal_lm.py").is_file()
