@@ -193,25 +193,28 @@ class Interrupt(Exception):
 def resume_args(tmp_path):
     return make_args(tmp_path, max_steps=12, per_device_batch_size=2, gradient_accumulation_steps=2,
                      lr_schedule="cosine", warmup_steps=3, learning_rate=5e-3, max_grad_norm=1.0,
-                     save_every=5, eval_every=4)
+                     save_every=3, eval_every=4)
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
-    data, eval_data = token_blocks(10), token_blocks(3, seed=9)  # 2.5 steps per epoch: resumes mid-epoch
+    # 10 examples = 5 micro-batches of 2 per epoch, 2 micro-batches per step: checkpoint-3 is
+    # 6 micro-batches in, in the middle of the second epoch (its permutation is re-drawn on resume)
+    data, eval_data = token_blocks(10), token_blocks(3, seed=9)
     straight = PretrainTrainer(tiny_model(attention_dropout=0.2), resume_args(tmp_path / "a"), data,
                                eval_dataset=eval_data)
     full = straight.train()
 
-    def stop_at_6(metrics):
-        if metrics.get("step") == 6:
+    def stop_at_4(metrics):
+        if metrics.get("step") == 4:
             raise Interrupt
 
     first = PretrainTrainer(tiny_model(attention_dropout=0.2), resume_args(tmp_path / "b"), data,
-                            eval_dataset=eval_data, callbacks=[stop_at_6])
+                            eval_dataset=eval_data, callbacks=[stop_at_4])
     with pytest.raises(Interrupt):
         first.train()
-    checkpoint = tmp_path / "b" / "run" / "checkpoint-5"
-    assert checkpoint.is_dir()
+    checkpoint = tmp_path / "b" / "run" / "checkpoint-3"
+    state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    assert (state["epoch"], state["position"]) == (1, 2), "the checkpoint should sit mid-epoch"
 
     # a different initialisation and a disturbed global RNG: the checkpoint must restore both
     torch.manual_seed(1234)

@@ -160,12 +160,16 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     tmp.mkdir()
     # Step 2: save_model(model, tmp / MODEL_FILE)；tensors, meta = optimizer_state_to_flat(optimizer)，
     #         save_file(tensors, tmp / OPTIMIZER_FILE)；把 meta 放进 trainer_state["optimizer"]，json.dump 到 tmp / STATE_FILE
-    save_model(model, str(tmp / MODEL_FILE))
-    tensors, meta = optimizer_state_to_flat(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
-    state = {**trainer_state, "optimizer": meta}
-    with open(tmp / STATE_FILE, "w", encoding="utf-8") as f:
-        json.dump(state, f)
+    try:
+        save_model(model, str(tmp / MODEL_FILE))
+        tensors, meta = optimizer_state_to_flat(optimizer)
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        state = {**trainer_state, "optimizer": meta}
+        with open(tmp / STATE_FILE, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing behind; the old checkpoint stays
+        raise
     # Step 3: 旧的同名文件夹先改名为 old，os.replace(tmp, path)，再删掉 old
     #         (任何时刻 path 要么是完整的旧检查点，要么是完整的新检查点)
     old = path.parent / f".{path.name}.old-{os.getpid()}"

@@ -413,7 +413,7 @@ class Trainer:
         """Mean loss per label token over ``eval_dataset``, in order, without touching the weights.
 
         Returns:
-            ``{"eval_loss": float}`` (nan without an eval dataset).
+            ``{"eval_loss": float}`` (nan without an eval dataset or without any label token).
         """
         # Step 1: 没有验证集 (None 或长度 0) 时 return {"eval_loss": math.nan}；b = self.args.per_device_batch_size；
         #         was_training = self.model.training；self.model.eval() (关掉 dropout；no_grad 由装饰器负责，不建计算图省显存)
@@ -425,21 +425,24 @@ class Trainer:
         total, count = 0.0, 0
         try:
             # Step 2: total, count = 0.0, 0；按顺序每 b 条一批 (不打乱，不丢尾巴)：batch = collate 后搬到设备；在 autocast 下 loss = self.compute_loss(...)；
-            #         n = (batch["labels"] != IGNORE_INDEX).sum()，total += loss.item() * n，count += n
+            #         n = (batch["labels"] != IGNORE_INDEX).sum()，n == 0 的批跳过 (没有要评估的 token，它的平均 loss 是 nan)，
+            #         total += loss.item() * n，count += n
             #         (按 token 数加权，得到整个验证集上每个 token 的平均 loss，而不是各批平均值的平均)
             for start in range(0, len(self.eval_dataset), b):
                 items = [self.eval_dataset[i] for i in range(start, min(start + b, len(self.eval_dataset)))]
                 batch = {k: v.to(self.device) for k, v in self.collate_fn(items).items()}
+                n = int((batch["labels"] != IGNORE_INDEX).sum()) if "labels" in batch else 1
+                if n == 0:
+                    continue
                 with autocast_context(self.device, self.amp_dtype):
                     loss = self.compute_loss(self.model, batch)
-                n = int((batch["labels"] != IGNORE_INDEX).sum()) if "labels" in batch else 1
                 total += float(loss) * n
                 count += n
         finally:
             # Step 3: 用 try/finally 保证无论是否出错都恢复：self.model.train(was_training)
             self.model.train(was_training)
-        # Step 4: return {"eval_loss": total / max(count, 1)}
-        return {"eval_loss": total / max(count, 1)}
+        # Step 4: return {"eval_loss": total / count}，count == 0 时 math.nan
+        return {"eval_loss": total / count if count else math.nan}
 
     # ----- checkpoints ---------------------------------------------------------------------------
 
