@@ -135,3 +135,36 @@ def _assert_close(actual: Any, expected: Any, what: str, *, atol: float, rtol: f
             expected=f"{float(want.flatten()[flat]):.6g}", actual=f"{float(got.flatten()[flat]):.6g}",
             atol=atol, rtol=rtol,
         ))
+
+
+def nested_difference(actual, expected, where: str = "") -> str | None:
+    """Where two nested values (dicts, lists / tuples alike, tensors by value, dtype and shape) first differ.
+
+    Returns a path such as ``state_dict['state'][0]['exp_avg']: ...`` naming the first difference, or None.
+    """
+    import torch
+
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            return f"{where}: {type(actual).__name__} instead of a tensor"
+        if actual.dtype != expected.dtype or actual.shape != expected.shape or not torch.equal(actual.cpu(), expected):
+            return f"{where}: tensor {actual.dtype} {list(actual.shape)} != {expected.dtype} {list(expected.shape)}"
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict) or set(actual) != set(expected):
+            keys = sorted(map(str, actual)) if isinstance(actual, dict) else type(actual).__name__
+            return f"{where}: keys {keys} != {sorted(map(str, expected))}"
+        for key in expected:
+            found = nested_difference(actual[key], expected[key], f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            return f"{where}: {actual!r} != {expected!r}"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            found = nested_difference(a, e, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if actual == expected else f"{where}: {actual!r} != {expected!r}"

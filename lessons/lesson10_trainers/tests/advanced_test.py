@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from intro2llm_cli.testkit import assert_close, learner, reference, say
+from intro2llm_cli.testkit import assert_close, learner, nested_difference, reference, say
 
 VOCAB = 64
 SEQ = 8
@@ -268,34 +268,6 @@ def _check_history(mine, expected, what: str, tol: float = 1e-6, keys=("loss", "
 def _check_weights(mine: nn.Module, expected: nn.Module, what: str, tol: float = 1e-6, hint=WEIGHTS_HINT) -> None:
     for (name, p), q in zip(mine.named_parameters(), expected.parameters(), strict=True):
         assert_close(p.detach(), q.detach(), f"{what}: {name}", atol=tol, rtol=tol, hint=hint)
-
-
-def _state_difference(actual, expected, where: str = "") -> str | None:
-    """Where two nested state dicts differ (tuples and lists alike, tensors by value and dtype); None if equal."""
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(actual, torch.Tensor):
-            return f"{where}: {type(actual).__name__} instead of a tensor"
-        if actual.dtype != expected.dtype or actual.shape != expected.shape or not torch.equal(actual.cpu(), expected):
-            return f"{where}: tensor {actual.dtype} {list(actual.shape)} != {expected.dtype} {list(expected.shape)}"
-        return None
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict) or set(actual) != set(expected):
-            keys = sorted(map(str, actual)) if isinstance(actual, dict) else type(actual).__name__
-            return f"{where}: keys {keys} != {sorted(map(str, expected))}"
-        for key in expected:
-            found = _state_difference(actual[key], expected[key], f"{where}[{key!r}]")
-            if found:
-                return found
-        return None
-    if isinstance(expected, (list, tuple)):
-        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
-            return f"{where}: {actual!r} != {expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            found = _state_difference(a, e, f"{where}[{i}]")
-            if found:
-                return found
-        return None
-    return None if actual == expected else f"{where}: {actual!r} != {expected!r}"
 
 
 def _forbid(*names):
@@ -620,7 +592,7 @@ def test_optimizer_state_survives_safetensors_and_json(tmp_path, name):
                                  f"{name}: optimizer_state_to_flat's result cannot be stored ({type(exc).__name__}: "
                                  f"{exc})\n{hint[1]}")) from None
     rebuilt = ckpt.optimizer_state_from_flat(load_file(str(tmp_path / "opt.safetensors")), json.loads(text))
-    found = _state_difference(rebuilt, opt.state_dict(), "state_dict")
+    found = nested_difference(rebuilt, opt.state_dict(), "state_dict")
     assert found is None, say(f"{name}：经过 safetensors + JSON 往返后 state_dict 不同：{found}\n{hint[0]}",
                               f"{name}: the state_dict differs after the safetensors + JSON round trip: {found}\n{hint[1]}")
     copies = [nn.Parameter(p.detach().clone()) for p in params]
@@ -655,10 +627,10 @@ def test_a_checkpoint_written_by_the_learner_loads_with_the_reference(tmp_path, 
     state = reference("training.checkpointing").load_checkpoint(tmp_path / "checkpoint-2", fresh, fresh_opt)
     _check_weights(fresh, model, f"weights written by the learner, read by the reference ({name})", tol=0.0,
                    hint=("save_model(model, tmp / MODEL_FILE)", "save_model(model, tmp / MODEL_FILE)"))
-    found = _state_difference(fresh_opt.state_dict(), opt.state_dict(), "optimizer.state_dict()")
+    found = nested_difference(fresh_opt.state_dict(), opt.state_dict(), "optimizer.state_dict()")
     assert found is None, say(f"参考实现读出的优化器状态不同：{found}", f"the optimizer state read by the reference "
                               f"differs: {found}")
-    found = _state_difference({k: v for k, v in state.items() if k != "optimizer"}, trainer_state, "trainer_state.json")
+    found = nested_difference({k: v for k, v in state.items() if k != "optimizer"}, trainer_state, "trainer_state.json")
     assert found is None, say(f"trainer_state.json 要原样保存 trainer_state（再加上 \"optimizer\"）：{found}",
                               f"trainer_state.json keeps trainer_state as it is (plus \"optimizer\"): {found}")
 

@@ -45,6 +45,7 @@ from intro2llm_cli.testkit import (
     assert_same_sequence,
     expect_error,
     learner,
+    nested_difference,
     reference,
     say,
 )
@@ -222,34 +223,6 @@ def _check_history(mine, expected, what: str, tol: float = 1e-6, keys=("loss", "
 def _check_weights(mine: nn.Module, expected: nn.Module, what: str, tol: float = 1e-6, hint=WEIGHTS_HINT) -> None:
     for (name, p), q in zip(mine.named_parameters(), expected.parameters(), strict=True):
         assert_close(p.detach(), q.detach(), f"{what}: {name}", atol=tol, rtol=tol, hint=hint)
-
-
-def _state_difference(actual, expected, where: str = "") -> str | None:
-    """Where two nested state dicts differ (tuples and lists alike, tensors by value and dtype); None if equal."""
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(actual, torch.Tensor):
-            return f"{where}: {type(actual).__name__} instead of a tensor"
-        if actual.dtype != expected.dtype or actual.shape != expected.shape or not torch.equal(actual.cpu(), expected):
-            return f"{where}: tensor {actual.dtype} {list(actual.shape)} != {expected.dtype} {list(expected.shape)}"
-        return None
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict) or set(actual) != set(expected):
-            keys = sorted(map(str, actual)) if isinstance(actual, dict) else type(actual).__name__
-            return f"{where}: keys {keys} != {sorted(map(str, expected))}"
-        for key in expected:
-            found = _state_difference(actual[key], expected[key], f"{where}[{key!r}]")
-            if found:
-                return found
-        return None
-    if isinstance(expected, (list, tuple)):
-        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
-            return f"{where}: {actual!r} != {expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            found = _state_difference(a, e, f"{where}[{i}]")
-            if found:
-                return found
-        return None
-    return None if actual == expected else f"{where}: {actual!r} != {expected!r}"
 
 
 def _forbid(*names):
@@ -605,7 +578,7 @@ def test_optimizer_state_to_flat_splits_tensors_from_plain_values():
         raise AssertionError(say(f"meta 写不进 JSON（{exc}）\n{hint[0]}", f"meta is not JSON-ready ({exc})\n{hint[1]}")) \
             from None
     rebuilt = ckpt.optimizer_state_from_flat({k: v.clone() for k, v in tensors.items()}, json.loads(text))
-    found = _state_difference(rebuilt, opt.state_dict(), "state_dict")
+    found = nested_difference(rebuilt, opt.state_dict(), "state_dict")
     assert found is None, say(f"经过 optimizer_state_to_flat / from_flat 往返后不同：{found}\n{hint[0]}",
                               f"differs after a to_flat / from_flat round trip: {found}\n{hint[1]}")
 
@@ -731,11 +704,11 @@ def test_save_checkpoint_writes_safetensors_and_json_without_pickle(tmp_path, mo
                    hint=("save_model(model, tmp / MODEL_FILE)（共享的权重只存一次）", "save_model(model, tmp / MODEL_FILE) "
                          "(tied weights stored once)"))
     expected_tensors, expected_meta = reference("training.checkpointing").optimizer_state_to_flat(opt)
-    found = _state_difference(load_file(str(target / ckpt.OPTIMIZER_FILE)), expected_tensors, "optimizer.safetensors")
+    found = nested_difference(load_file(str(target / ckpt.OPTIMIZER_FILE)), expected_tensors, "optimizer.safetensors")
     assert found is None, say(f"optimizer.safetensors 里的张量不对：{found}", f"optimizer.safetensors holds the wrong "
                               f"tensors: {found}")
     state = json.loads((target / ckpt.STATE_FILE).read_text(encoding="utf-8"))
-    found = _state_difference(state, {"step": 2, "note": "hello", "optimizer": json.loads(json.dumps(expected_meta))},
+    found = nested_difference(state, {"step": 2, "note": "hello", "optimizer": json.loads(json.dumps(expected_meta))},
                               "trainer_state.json")
     assert found is None, say(f"trainer_state.json 应是 trainer_state 加上 \"optimizer\"（optimizer_state_to_flat 的 meta）：{found}",
                               f"trainer_state.json should be trainer_state plus \"optimizer\" (the meta of "
@@ -801,7 +774,7 @@ def test_load_checkpoint_restores_weights_and_optimizer_without_pickle(tmp_path,
     _check_weights(fresh, model, "weights after load_checkpoint", tol=0.0,
                    hint=("load_model(model, path / MODEL_FILE, device=...)", "load_model(model, path / MODEL_FILE, "
                          "device=...)"))
-    found = _state_difference(fresh_opt.state_dict(), opt.state_dict(), "optimizer.state_dict()")
+    found = nested_difference(fresh_opt.state_dict(), opt.state_dict(), "optimizer.state_dict()")
     assert found is None, say(f"加载后的优化器状态不同：{found}：optimizer.load_state_dict(optimizer_state_from_flat(load_file(...), "
                               "state[\"optimizer\"]))", f"the loaded optimizer state differs: {found}: "
                               "optimizer.load_state_dict(optimizer_state_from_flat(load_file(...), state[\"optimizer\"]))")
@@ -1189,7 +1162,7 @@ def test_trainer_load_checkpoint_restores_counters_rngs_scaler_and_data_position
         assert got == want, say(f"load_checkpoint 之后 {name} = {got!r}，应为 {want!r}\n{RESUME_HINT[0]}",
                                 f"after load_checkpoint {name} = {got!r}, expected {want!r}\n{RESUME_HINT[1]}")
     _check_weights(b.model, a.model, "weights after load_checkpoint", tol=0.0, hint=RESUME_HINT)
-    found = _state_difference(b.optimizer.state_dict(), a.optimizer.state_dict(), "optimizer.state_dict()")
+    found = nested_difference(b.optimizer.state_dict(), a.optimizer.state_dict(), "optimizer.state_dict()")
     assert found is None, say(f"load_checkpoint 之后优化器状态不同：{found}", f"optimizer state differs after "
                               f"load_checkpoint: {found}")
     assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state, say(
