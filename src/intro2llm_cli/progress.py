@@ -115,6 +115,8 @@ class RunRecord(BaseModel):
     reference_only: bool = Field(default=False, description="--reference: the reference library alone")
     exact_match_before: float | None = Field(default=None, description="SFT: held-out accuracy before")
     exact_match_after: float | None = Field(default=None, description="SFT: held-out accuracy after")
+    preference_before: float | None = Field(default=None, description="DPO: held-out pairs where chosen is likelier, before")
+    preference_after: float | None = Field(default=None, description="DPO: held-out pairs where chosen is likelier, after")
 
 
 class Progress(BaseModel):

@@ -244,3 +244,24 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     for a, b in zip(single, ddp, strict=True):
         key = "loss" if "loss" in a else "eval_loss"
         assert b[key] == pytest.approx(a[key], rel=1e-4), f"step {a['step']} {key}: 2 processes {b[key]} vs 1 {a[key]}"
+
+
+def test_dpo_runs_from_the_sft_model_and_reports_before_and_after(trained):
+    from intro2llm_cli.train.code import STAGE_LESSONS
+
+    message = one_line_error(llm_course(trained, "train", "dpo", "--preset", "smoke"))
+    assert "--model-path" in message
+    complete_with_the_reference(trained, STAGE_LESSONS["dpo"])
+    out = ok(llm_course(trained, "train", "dpo", "--preset", "smoke", "--plain",
+                        "--model-path", "outputs/sft/final_model"))
+    assert "16 held-out preference pairs" in out and "held-out exact match" in out
+    run = run_folder(trained, "dpo")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["preference_before"]["total"] == summary["preference_after"]["total"] == 16
+    logged = [m for m in read_metrics(run / "metrics.jsonl") if "loss" in m]
+    assert logged and all({"rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin"} <= set(m)
+                          for m in logged)
+    assert logged[0]["loss"] == pytest.approx(math.log(2), abs=1e-3), "policy == reference at the start: loss log 2"
+    assert (trained / "outputs" / "dpo" / "final_model" / "model.safetensors").is_file()
+    progress = tomllib.loads((trained / "progress" / "progress.toml").read_text(encoding="utf-8"))
+    assert progress["runs"][-1]["stage"] == "dpo" and progress["runs"][-1]["preference_after"] is not None

@@ -8,10 +8,13 @@ from .context import options
 
 
 def train(
-    stage: str = typer.Argument(..., help="pretrain | sft"),
+    stage: str = typer.Argument(..., help="pretrain | sft | dpo"),
     preset: str = typer.Option("default", "--preset", help="default (a few minutes on a CPU) | smoke (seconds)"),
     config: Path = typer.Option(None, "--config", help="a TOML file of settings (the names of run.toml)"),
-    model_path: str = typer.Option(None, "--model-path", help="start from a saved model (sft: outputs/pretrain/final_model)"),
+    model_path: str = typer.Option(None, "--model-path",
+                                   help="start from a saved model (sft: outputs/pretrain/final_model, dpo: outputs/sft/final_model)"),
+    beta: float = typer.Option(None, "--beta", help="dpo: KL strength (default 0.1)"),
+    loss_type: str = typer.Option(None, "--loss-type", help="dpo: sigmoid | ipo | hinge"),
     max_steps: int = typer.Option(None, "--steps", "--max-steps", help="optimiser steps"),
     batch_size: int = typer.Option(None, "--batch-size", help="examples per micro-batch (per process)"),
     grad_accum: int = typer.Option(None, "--grad-accum", help="micro-batches per optimiser step"),
@@ -31,7 +34,7 @@ def train(
     rdzv_endpoint: str = typer.Option(None, "--rdzv-endpoint", help="host:port of the rendezvous (torchrun)"),
     plain: bool = typer.Option(False, "--plain", help="one line per logged step instead of the live view"),
 ) -> None:
-    """Train a model from your own code (pretrain, then sft). / 用你自己写的代码训练模型。"""
+    """Train a model from your own code (pretrain, then sft, then dpo). / 用你自己写的代码训练模型。"""
     from ..errors import CourseError
     from ..train.config import STAGES
     from ..train.session import TrainRequest, finish, launch, prepare
@@ -42,7 +45,7 @@ def train(
         raise CourseError("train.bad_stage", stage=stage, choices=", ".join(STAGES))
     overrides = {"model_path": model_path, "max_steps": max_steps, "batch_size": batch_size,
                  "grad_accum": grad_accum, "seq_len": seq_len, "learning_rate": learning_rate,
-                 "precision": precision, "device": device, "seed": seed,
+                 "precision": precision, "device": device, "seed": seed, "beta": beta, "loss_type": loss_type,
                  "data": [str(p) for p in data] if data else None}
     request = TrainRequest(stage=stage, preset=preset, config_file=str(config) if config else None,
                            overrides=overrides, output_dir=str(output_dir) if output_dir else None,

@@ -20,7 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-STAGES = ("pretrain", "sft")
+STAGES = ("pretrain", "sft", "dpo")
 PRESETS = ("default", "smoke")
 
 
@@ -41,7 +41,7 @@ class RunConfig(BaseModel):
     """Every setting of one ``llm-course train`` run (see ``PRESET_VALUES`` for the defaults)."""
 
     model_config = ConfigDict(extra="forbid")
-    stage: Literal["pretrain", "sft"] = "pretrain"
+    stage: Literal["pretrain", "sft", "dpo"] = "pretrain"
     preset: Literal["default", "smoke"] = "default"
     model: ModelShape = Field(default_factory=ModelShape)
     vocab_size: int = Field(2048, description="tokenizer vocabulary when a tokenizer is trained")
@@ -63,9 +63,14 @@ class RunConfig(BaseModel):
     eval_every: int = 100
     save_every: int = 200
     seed: int = 0
-    model_path: str | None = Field(None, description="start from a saved model (sft)")
-    eval_tasks: int = Field(200, description="held-out tasks for SFT exact match (0 = skip)")
+    model_path: str | None = Field(None, description="start from a saved model (sft; dpo needs one)")
+    eval_tasks: int = Field(200, description="held-out tasks for exact match before / after (0 = skip)")
     max_new_tokens: int = 32
+    beta: float = Field(0.1, description="dpo: strength of the KL leash to the reference model")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    label_smoothing: float = Field(0.0, description="dpo: conservative DPO's label noise (0 <= x < 0.5)")
+    precompute_ref_logps: bool = Field(False, description="dpo: reference log-probs once, before training")
+    eval_pairs: int = Field(200, description="dpo: held-out preference pairs for accuracy before / after")
 
 
 # Per stage and preset: the values that differ from RunConfig's defaults.
@@ -80,6 +85,14 @@ PRESET_VALUES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("sft", "default"): {"max_steps": 300, "learning_rate": 1e-3, "warmup_steps": 10, "seq_len": 160,
                          "eval_every": 100, "save_every": 150},
+    ("dpo", "default"): {"max_steps": 150, "learning_rate": 5e-5, "warmup_steps": 10, "seq_len": 160,
+                         "batch_size": 8, "eval_every": 50, "save_every": 75, "log_every": 5},
+    ("dpo", "smoke"): {
+        "model": {"hidden_size": 32, "intermediate_size": 88, "num_hidden_layers": 2,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256},
+        "seq_len": 128, "batch_size": 4, "max_steps": 6, "learning_rate": 5e-4, "warmup_steps": 1,
+        "log_every": 2, "eval_every": 3, "save_every": 3, "eval_tasks": 8, "eval_pairs": 16, "max_new_tokens": 8,
+    },
     ("sft", "smoke"): {
         "model": {"hidden_size": 32, "intermediate_size": 88, "num_hidden_layers": 2,
                   "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256},
@@ -150,6 +163,11 @@ def check_config(config: RunConfig) -> None:
     if config.warmup_steps > config.max_steps:
         raise CourseError("train.bad_setting", field="warmup_steps",
                           problem=f"must be <= max_steps={config.max_steps}", source="the command line")
+    if config.stage == "dpo" and not config.model_path:
+        raise CourseError("train.dpo_needs_model")
+    if not config.beta > 0 or not 0 <= config.label_smoothing < 0.5:
+        raise CourseError("train.bad_setting", field="beta" if not config.beta > 0 else "label_smoothing",
+                          problem="need beta > 0 and 0 <= label_smoothing < 0.5", source="the command line")
     if not 0 <= config.eval_fraction < 0.5:
         raise CourseError("train.bad_setting", field="eval_fraction", problem="must be in [0, 0.5)",
                           source="the command line")

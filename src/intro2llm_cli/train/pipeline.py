@@ -72,6 +72,8 @@ class Summary:
     final_model: str | None = None
     exact_match_before: dict[str, Any] | None = None
     exact_match_after: dict[str, Any] | None = None
+    preference_before: dict[str, Any] | None = None
+    preference_after: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,6 +142,7 @@ def run(spec: RunSpec, view_factory: Callable[..., Any] | None = None) -> Summar
     tokenizer = _tokenizer(config, spec, parts)
     model = _model(config, tokenizer, parts)
     train_set, eval_set, records_heldout = _datasets(config, tokenizer, parts)
+    pairs_heldout = _heldout_pairs(config, tokenizer, parts) if config.stage == "dpo" else None
 
     from ..views.training import make_view
     from .metrics import MetricsWriter
@@ -154,14 +157,14 @@ def run(spec: RunSpec, view_factory: Callable[..., Any] | None = None) -> Summar
         eval_every=config.eval_every if eval_set is not None else 0, save_every=config.save_every,
         log_every=config.log_every, seed=config.seed, device=str(device),
     )
-    trainer_class = parts.SFTTrainer if config.stage == "sft" else parts.PretrainTrainer
-    trainer = trainer_class(model, args, train_set, eval_dataset=eval_set, callbacks=[metrics, view])
+    trainer = _trainer(config, parts, model, args, train_set, eval_set, callbacks=[metrics, view])
     summary = Summary(stage=config.stage, run_dir=str(run_dir), steps=0, seconds=0.0)
     if config.stage == "pretrain":
         summary.unigram_loss = unigram_loss(train_set, tokenizer.vocab_size)
-    if config.stage == "sft" and main and config.eval_tasks and records_heldout and spec.resume is None:
+    if main and spec.resume is None and (records_heldout or pairs_heldout):
         view.message("eval_before")
         summary.exact_match_before = _exact_match(parts, model, tokenizer, records_heldout, config)
+        summary.preference_before = _preference(parts, trainer, pairs_heldout, config)
 
     start = time.perf_counter()
     if spec.resume:
@@ -192,9 +195,10 @@ def run(spec: RunSpec, view_factory: Callable[..., Any] | None = None) -> Summar
         parts.save_hf(trainer.model, final)
         tokenizer.save(final)
         summary.final_model = str(final)
-        if config.stage == "sft" and config.eval_tasks and records_heldout:
+        if records_heldout or pairs_heldout:
             view.message("eval_after")
             summary.exact_match_after = _exact_match(parts, trainer.model, tokenizer, records_heldout, config)
+            summary.preference_after = _preference(parts, trainer, pairs_heldout, config)
     if main:
         from .plot import write_loss_png
 
@@ -230,6 +234,29 @@ class _Parts:
             DEFAULT_SPECIAL_TOKENS, BaseTokenizer, ByteLevelTokenizer)
         self.PretrainTrainer, self.SFTTrainer, self.exact_match_accuracy = PretrainTrainer, SFTTrainer, exact_match_accuracy
         self.TrainingArguments = TrainingArguments
+
+    @staticmethod
+    def dpo() -> Any:
+        """Lesson 08's modules, imported only for ``train dpo``."""
+        from types import SimpleNamespace
+
+        from my_llm.data.dpo_dataset import DPODataset, dpo_collate  # type: ignore[import-not-found]
+        from my_llm.loss.dpo_loss import sequence_logps  # type: ignore[import-not-found]
+        from my_llm.training.dpo_trainer import DPOTrainer  # type: ignore[import-not-found]
+
+        return SimpleNamespace(DPODataset=DPODataset, dpo_collate=dpo_collate, sequence_logps=sequence_logps,
+                               DPOTrainer=DPOTrainer)
+
+
+def _trainer(config: RunConfig, parts: _Parts, model: Any, args: Any, train_set: Any, eval_set: Any,
+             callbacks: list[Any]) -> Any:
+    if config.stage == "dpo":
+        dpo_trainer = parts.dpo().DPOTrainer
+        return dpo_trainer(model, args, train_set, eval_dataset=eval_set, beta=config.beta,
+                           loss_type=config.loss_type, label_smoothing=config.label_smoothing,
+                           precompute_ref_logps=config.precompute_ref_logps, callbacks=callbacks)
+    trainer_class = parts.SFTTrainer if config.stage == "sft" else parts.PretrainTrainer
+    return trainer_class(model, args, train_set, eval_dataset=eval_set, callbacks=callbacks)
 
 
 def _components() -> _Parts:
@@ -268,6 +295,19 @@ def _sft_tokenizer_texts(config: RunConfig, parts: _Parts) -> list[str]:
     from my_llm.data.sft_dataset import format_prompt  # type: ignore[import-not-found]
 
     return [format_prompt(r) + r["output"] for r in records]
+
+
+def _preference_records(config: RunConfig, parts: _Parts, split: str = "train") -> list[dict[str, str]]:
+    if config.data and split == "train":
+        return [r for path in config.data for r in _read(parts.readers.read_dpo_file, path)]
+    return parts.builtin.preference_records(seed=config.seed, split=split)
+
+
+def _heldout_pairs(config: RunConfig, tokenizer: Any, parts: _Parts) -> Any:
+    if not config.eval_pairs or config.data:
+        return None
+    records = _preference_records(config, parts, split="heldout")[: config.eval_pairs]
+    return parts.dpo().DPODataset(records, tokenizer, max_length=config.seq_len)
 
 
 def _sft_records(config: RunConfig, parts: _Parts) -> list[dict[str, str]]:
@@ -318,9 +358,15 @@ def _datasets(config: RunConfig, tokenizer: Any, parts: _Parts) -> tuple[Any, An
         train = Subset(data, list(range(len(data) - n_eval)))
         evaluation = Subset(data, list(range(len(data) - n_eval, len(data)))) if n_eval else None
         return train, evaluation, []
+    heldout: list[dict[str, str]] = []
+    if not config.data and config.eval_tasks:
+        heldout = parts.builtin.instruction_records(seed=config.seed, split="heldout")[: config.eval_tasks]
+    if config.stage == "dpo":
+        dpo = parts.dpo()
+        pairs = dpo.DPODataset(_preference_records(config, parts), tokenizer, max_length=config.seq_len)
+        return pairs, None, heldout
     records = _sft_records(config, parts)
     train = parts.SFTDataset(records, tokenizer, max_length=config.seq_len)
-    heldout: list[dict[str, str]] = []
     evaluation = None
     if not config.data:
         heldout = parts.builtin.instruction_records(seed=config.seed, split="heldout")[: config.eval_tasks or None]
@@ -330,9 +376,48 @@ def _datasets(config: RunConfig, tokenizer: Any, parts: _Parts) -> tuple[Any, An
 
 
 def _exact_match(parts: _Parts, model: Any, tokenizer: Any, records: list[dict[str, str]],
-                 config: RunConfig) -> dict[str, Any]:
+                 config: RunConfig) -> dict[str, Any] | None:
+    if not records:
+        return None
     result = parts.exact_match_accuracy(model, tokenizer, records, max_new_tokens=config.max_new_tokens)
     return {"accuracy": result["accuracy"], "correct": result["correct"], "total": result["total"]}
+
+
+def _preference(parts: _Parts, trainer: Any, pairs: Any, config: RunConfig) -> dict[str, Any] | None:
+    """On held-out pairs: how often the policy gives the chosen answer the higher log-prob, and how
+    often its implicit reward beta * (log pi - log pi_ref) ranks chosen above rejected (with the margin)."""
+    if pairs is None or len(pairs) == 0:
+        return None
+    import torch
+
+    dpo = parts.dpo()
+    model, ref = trainer.model, trainer.ref_model
+    device = next(model.parameters()).device
+    pad = getattr(model.config, "pad_token_id", 0)
+    prefers = ranks = 0
+    margin_sum = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(pairs), config.batch_size):
+                batch = dpo.dpo_collate([pairs[i] for i in range(start, min(start + config.batch_size, len(pairs)))],
+                                        pad)
+
+                def logps(net: Any, side: str, batch: dict[str, Any] = batch) -> Any:
+                    logits = net(batch[f"{side}_input_ids"].to(device),
+                                 attention_mask=batch[f"{side}_attention_mask"].to(device)).logits
+                    return dpo.sequence_logps(logits, batch[f"{side}_labels"].to(device))
+
+                pc, pr, rc, rr = logps(model, "chosen"), logps(model, "rejected"), logps(ref, "chosen"), logps(ref, "rejected")
+                margin = config.beta * ((pc - rc) - (pr - rr))
+                prefers += int((pc > pr).sum())
+                ranks += int((margin > 0).sum())
+                margin_sum += float(margin.sum())
+    finally:
+        model.train(was_training)
+    n = len(pairs)
+    return {"prefers_chosen": prefers / n, "reward_accuracy": ranks / n, "margin": margin_sum / n, "total": n}
 
 
 def _checkpoint_history(checkpoint: Path) -> list[dict[str, Any]]:

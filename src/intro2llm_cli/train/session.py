@@ -90,7 +90,7 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
         file_values = run_config.read_config_file(request.config_file) if request.config_file else {}
         config = run_config.resolve(request.stage, request.preset, file_values, request.overrides,
                                     source=request.config_file or "the command line")
-        if request.stage == "sft" and config.model_path:
+        if config.model_path:
             config.model_path = str(Path(config.model_path).expanduser().resolve())
             check_model_dir(Path(config.model_path))
         config.data = [str(Path(p).expanduser().resolve()) for p in config.data]
@@ -185,6 +185,8 @@ def finish(prepared: PreparedRun, summary: Summary, home_option: str | None, lan
             reference_filled=prepared.plan.filled, reference_only=False,
             exact_match_before=(summary.exact_match_before or {}).get("accuracy"),
             exact_match_after=(summary.exact_match_after or {}).get("accuracy"),
+            preference_before=(summary.preference_before or {}).get("prefers_chosen"),
+            preference_after=(summary.preference_after or {}).get("prefers_chosen"),
         )
         with Course(home_option, lang).store.edit() as progress:
             progress.runs.append(record)

@@ -56,12 +56,21 @@ def after_run(prepared: Any, summary: Any, link: Path | None, lang: str) -> None
                          before=f"{before.get('correct', '?')}/{before.get('total', '?')}"
                                 f" ({100 * before.get('accuracy', 0):.1f}%)",
                          after=f"{after['correct']}/{after['total']} ({100 * after['accuracy']:.1f}%)"))
+    if summary.preference_after is not None:
+        before, after = summary.preference_before or {}, summary.preference_after
+        terminal.plain(t("train.preference", lang, total=after["total"],
+                         before=f"{100 * before.get('prefers_chosen', 0):.1f}%",
+                         after=f"{100 * after['prefers_chosen']:.1f}%",
+                         reward=f"{100 * after['reward_accuracy']:.1f}%", margin=f"{after['margin']:.3f}"))
     terminal.plain(t("train.outputs", lang, metrics=_relative(metrics_file),
                      plot=_relative(Path(summary.run_dir) / PLOT_FILE)))
     if link is not None:
         terminal.info(t("train.final_model", lang, path=escape(_relative(link))))
         if summary.stage == "pretrain":
             terminal.info(t("train.next_sft", lang, path=escape(_relative(link))))
+        elif summary.stage == "sft":
+            terminal.info(t("train.next_dpo", lang, path=escape(_relative(link))))
+            terminal.info(t("train.next_generate", lang, path=escape(_relative(link))))
         else:
             terminal.info(t("train.next_generate", lang, path=escape(_relative(link))))
 
