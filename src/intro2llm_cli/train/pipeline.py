@@ -157,6 +157,9 @@ def run(spec: RunSpec, view_factory: Callable[..., Any] | None = None) -> Summar
         eval_every=config.eval_every if eval_set is not None else 0, save_every=config.save_every,
         log_every=config.log_every, seed=config.seed, device=str(device),
     )
+    if config.stage == "dpo":
+        eval_set = pairs_heldout  # evaluation loss = the DPO loss on held-out pairs
+        args.eval_every = config.eval_every if eval_set is not None else 0
     trainer = _trainer(config, parts, model, args, train_set, eval_set, callbacks=[metrics, view])
     summary = Summary(stage=config.stage, run_dir=str(run_dir), steps=0, seconds=0.0)
     if config.stage == "pretrain":
@@ -240,12 +243,10 @@ class _Parts:
         """Lesson 08's modules, imported only for ``train dpo``."""
         from types import SimpleNamespace
 
-        from my_llm.data.dpo_dataset import DPODataset, dpo_collate  # type: ignore[import-not-found]
-        from my_llm.loss.dpo_loss import sequence_logps  # type: ignore[import-not-found]
-        from my_llm.training.dpo_trainer import DPOTrainer  # type: ignore[import-not-found]
+        from my_llm.data.dpo_dataset import DPODataset  # type: ignore[import-not-found]
+        from my_llm.training.dpo_trainer import DPOTrainer, preference_accuracy  # type: ignore[import-not-found]
 
-        return SimpleNamespace(DPODataset=DPODataset, dpo_collate=dpo_collate, sequence_logps=sequence_logps,
-                               DPOTrainer=DPOTrainer)
+        return SimpleNamespace(DPODataset=DPODataset, DPOTrainer=DPOTrainer, preference_accuracy=preference_accuracy)
 
 
 def _trainer(config: RunConfig, parts: _Parts, model: Any, args: Any, train_set: Any, eval_set: Any,
@@ -384,40 +385,11 @@ def _exact_match(parts: _Parts, model: Any, tokenizer: Any, records: list[dict[s
 
 
 def _preference(parts: _Parts, trainer: Any, pairs: Any, config: RunConfig) -> dict[str, Any] | None:
-    """On held-out pairs: how often the policy gives the chosen answer the higher log-prob, and how
-    often its implicit reward beta * (log pi - log pi_ref) ranks chosen above rejected (with the margin)."""
+    """Held-out pairs: ``dpo_trainer.preference_accuracy`` of the policy against the frozen reference."""
     if pairs is None or len(pairs) == 0:
         return None
-    import torch
-
-    dpo = parts.dpo()
-    model, ref = trainer.model, trainer.ref_model
-    device = next(model.parameters()).device
-    pad = getattr(model.config, "pad_token_id", 0)
-    prefers = ranks = 0
-    margin_sum = 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(pairs), config.batch_size):
-                batch = dpo.dpo_collate([pairs[i] for i in range(start, min(start + config.batch_size, len(pairs)))],
-                                        pad)
-
-                def logps(net: Any, side: str, batch: dict[str, Any] = batch) -> Any:
-                    logits = net(batch[f"{side}_input_ids"].to(device),
-                                 attention_mask=batch[f"{side}_attention_mask"].to(device)).logits
-                    return dpo.sequence_logps(logits, batch[f"{side}_labels"].to(device))
-
-                pc, pr, rc, rr = logps(model, "chosen"), logps(model, "rejected"), logps(ref, "chosen"), logps(ref, "rejected")
-                margin = config.beta * ((pc - rc) - (pr - rr))
-                prefers += int((pc > pr).sum())
-                ranks += int((margin > 0).sum())
-                margin_sum += float(margin.sum())
-    finally:
-        model.train(was_training)
-    n = len(pairs)
-    return {"prefers_chosen": prefers / n, "reward_accuracy": ranks / n, "margin": margin_sum / n, "total": n}
+    return parts.dpo().preference_accuracy(trainer.model, trainer.ref_model, pairs,
+                                           batch_size=config.batch_size, beta=config.beta)
 
 
 def _checkpoint_history(checkpoint: Path) -> list[dict[str, Any]]:

@@ -185,8 +185,8 @@ def finish(prepared: PreparedRun, summary: Summary, home_option: str | None, lan
             reference_filled=prepared.plan.filled, reference_only=False,
             exact_match_before=(summary.exact_match_before or {}).get("accuracy"),
             exact_match_after=(summary.exact_match_after or {}).get("accuracy"),
-            preference_before=(summary.preference_before or {}).get("prefers_chosen"),
-            preference_after=(summary.preference_after or {}).get("prefers_chosen"),
+            preference_before=(summary.preference_before or {}).get("logp_accuracy"),
+            preference_after=(summary.preference_after or {}).get("logp_accuracy"),
         )
         with Course(home_option, lang).store.edit() as progress:
             progress.runs.append(record)

@@ -59,9 +59,9 @@ def after_run(prepared: Any, summary: Any, link: Path | None, lang: str) -> None
     if summary.preference_after is not None:
         before, after = summary.preference_before or {}, summary.preference_after
         terminal.plain(t("train.preference", lang, total=after["total"],
-                         before=f"{100 * before.get('prefers_chosen', 0):.1f}%",
-                         after=f"{100 * after['prefers_chosen']:.1f}%",
-                         reward=f"{100 * after['reward_accuracy']:.1f}%", margin=f"{after['margin']:.3f}"))
+                         before=f"{100 * before.get('logp_accuracy', 0):.1f}%",
+                         after=f"{100 * after['logp_accuracy']:.1f}%",
+                         reward=f"{100 * after['accuracy']:.1f}%", margin=f"{after['margin']:.3f}"))
     terminal.plain(t("train.outputs", lang, metrics=_relative(metrics_file),
                      plot=_relative(Path(summary.run_dir) / PLOT_FILE)))
     if link is not None:
