@@ -26,6 +26,38 @@ from .stubgen import stub_source
 from .targets import PACKAGE
 
 
+def reference_imports(modules: list[str]) -> list[str]:
+    """Every reference module that ``modules`` import, directly or not, through relative imports.
+
+    Args:
+        modules: package-relative paths such as ``"training/dpo_trainer.py"``.
+    Returns:
+        package-relative paths of the imported modules (``modules`` themselves left out), sorted.
+    """
+    import ast
+
+    reference = reference_dir()
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen or not (reference / module).is_file():
+            continue
+        seen.add(module)
+        package = list(Path(module).parent.parts)
+        for node in ast.walk(ast.parse((reference / module).read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            stem = base + (node.module.split(".") if node.module else [])
+            candidates = [stem] if node.module else [stem + [alias.name] for alias in node.names]
+            for parts in candidates:
+                for relpath in (Path(*parts).with_suffix(".py"), Path(*parts, "__init__.py")):
+                    if parts and (reference / relpath).is_file():
+                        todo.append(relpath.as_posix())
+    return sorted(seen - set(modules))
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -135,8 +167,25 @@ class Workspace:
             self._put(relpath, self.stub_text(catalog, progress, target.file, lesson), "stub", lesson.id,
                       manifest, report)
         self._write_provided(catalog, progress, manifest, report)
+        self._write_support(lesson, manifest, report)
         self._save_manifest(manifest)
         return report
+
+    def _write_support(self, lesson: LessonSpec, manifest: dict[str, ManifestEntry], report: WriteReport) -> None:
+        """Reference modules the lesson's files import that the workspace does not have yet.
+
+        E.g. lesson 08's ``DPOTrainer`` subclasses lesson 10's ``Trainer``: a learner who
+        reaches 08 first gets ``training/trainer.py`` as the reference wrote it (replaced by
+        stubs, like any unchanged file the tool wrote, when they start lesson 10).
+        """
+        reference = reference_dir()
+        for module in reference_imports([target.file for target in lesson.targets]):
+            relpath = f"{PACKAGE}/{module}"
+            if (self.root / relpath).exists():
+                continue
+            self._write_package_inits(module, manifest, report)
+            self._put(relpath, (reference / module).read_text(encoding="utf-8"), "provided", None,
+                      manifest, report)
 
     def _write_provided(self, catalog: Catalog, progress: Progress,
                         manifest: dict[str, ManifestEntry], report: WriteReport) -> None:
