@@ -226,6 +226,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "train.next_sft": ("下一步：`llm-course train sft --model-path {path}`", "next: `llm-course train sft --model-path {path}`"),
     "train.next_dpo": ("再用偏好数据对齐：`llm-course train dpo --model-path {path}`",
                        "then align it with preferences: `llm-course train dpo --model-path {path}`"),
+    "train.no_cuda": ("--device {device} 需要 CUDA GPU，但这里看不到可用的（torch {torch}）：改用 --device cpu 或 auto，或安装 CUDA 版 torch（见 README）。",
+                      "--device {device} needs a CUDA GPU and none is visible here (torch {torch}): use --device cpu or auto, or install a CUDA build of torch (see the README)."),
     "train.dpo_needs_model": ("`train dpo` 从一个保存好的模型出发：加 --model-path outputs/sft/final_model（先运行 `llm-course train sft`）。",
                               "`train dpo` starts from a saved model: add --model-path outputs/sft/final_model (run `llm-course train sft` first)."),
     "train.preference": ("  留出的 {total} 对偏好：模型给 chosen 更高概率的比例 {before} → {after}；隐式奖励排对的比例 {reward}，平均奖励差 {margin}",

@@ -83,6 +83,7 @@ def test_a_run_needs_completed_lessons_or_the_fill_option(tmp_path):
     complete_with_the_reference(tmp_path, (1, 2))
     message = one_line_error(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke"))
     assert "lesson03" in message and "lesson01" not in message and "--fill-from-reference" in message
+    assert not (tmp_path / "outputs").exists(), "a refused run leaves no run folder behind"
     out = ok(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke", "--plain", "--steps", "2",
                         "--fill-from-reference"))
     assert "filled from the reference: lesson03, lesson04" in out
@@ -249,9 +250,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 def test_dpo_runs_from_the_sft_model_and_reports_before_and_after(trained):
     from intro2llm_cli.train.code import STAGE_LESSONS
 
-    message = one_line_error(llm_course(trained, "train", "dpo", "--preset", "smoke"))
-    assert "--model-path" in message
+    assert "lesson08" in one_line_error(llm_course(trained, "train", "dpo", "--preset", "smoke"))
     complete_with_the_reference(trained, STAGE_LESSONS["dpo"])
+    assert "--model-path" in one_line_error(llm_course(trained, "train", "dpo", "--preset", "smoke"))
     out = ok(llm_course(trained, "train", "dpo", "--preset", "smoke", "--plain",
                         "--model-path", "outputs/sft/final_model"))
     assert "16 held-out preference pairs" in out and "held-out exact match" in out

@@ -100,3 +100,17 @@ def test_plots_draw_the_logged_losses(tmp_path):
     assert len(raw) == height * (1 + 3 * width)
     assert raw.count(bytes((31, 119, 180))) > 50, "the blue training curve is drawn"
     assert write_loss_png([], tmp_path / "none.png") is None
+
+
+@pytest.mark.parametrize("setting, words", [({"device": "tpu"}, "`device`"), ({"precision": "fp16", "device": "cpu"}, "`precision`"),
+                                            ({"device": "cuda:7"}, "CUDA")])
+def test_devices_and_precisions_the_machine_lacks_are_one_line(setting, words):
+    import torch
+
+    from intro2llm_cli.train.session import check_device
+
+    if "cuda" in setting.get("device", "") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that GPU")
+    with pytest.raises(CourseError) as error:
+        check_device(run_config.resolve("pretrain", "smoke", setting))
+    assert words in error.value.render("en")

@@ -76,6 +76,9 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
     if progress is None and not request.reference:
         raise CourseError("progress.missing", home=home or find_home(home_option))
     base = home or Path.cwd()
+    catalog = course.catalog if course is not None else _catalog()
+    plan = plan_code(catalog, progress, request.stage, fill=request.fill_from_reference,
+                     reference_only=request.reference)
 
     if request.resume:
         checkpoint = Path(request.resume).expanduser().resolve()
@@ -86,6 +89,7 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
         config = run_config.resolve(request.stage, saved.get("preset", "default"), saved,
                                     {k: v for k, v in request.overrides.items() if k == "max_steps"},
                                     source=str(run_dir / RUN_FILE))
+        check_device(config)
     else:
         file_values = run_config.read_config_file(request.config_file) if request.config_file else {}
         config = run_config.resolve(request.stage, request.preset, file_values, request.overrides,
@@ -97,12 +101,10 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
         for path in config.data:
             if not Path(path).is_file():
                 raise CourseError("train.data_missing", file=path)
+        check_device(config)
         outputs = Path(request.output_dir).expanduser().resolve() if request.output_dir else base / "outputs"
         run_dir = _new_run_dir(outputs / request.stage)
 
-    catalog = course.catalog if course is not None else _catalog()
-    plan = plan_code(catalog, progress, request.stage, fill=request.fill_from_reference,
-                     reference_only=request.reference)
     code_root = compose_package(plan, workspace_package, run_dir / "code")
     code_hash = tree_hash(code_root)
     cache = (workspace_package.parent if workspace_package else base) / ".llm-course" / "cache" / "tokenizers"
@@ -113,6 +115,31 @@ def prepare(request: TrainRequest, home_option: str | None, lang: str) -> Prepar
     _write_run_file(run_dir, config, plan, code_hash, started, request)
     spec.save(run_dir / SPEC_FILE)
     return PreparedRun(spec, plan, config, run_dir, code_hash, started, home if progress is not None else None)
+
+
+def check_device(config: run_config.RunConfig) -> None:
+    """``--device`` and ``--precision`` must work on this machine: one line otherwise, before anything runs."""
+    import torch
+
+    from intro2llm.utils.mixed_precision import autocast_dtype
+
+    if config.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(config.device)
+        except RuntimeError as error:
+            raise CourseError("train.bad_setting", field="device", problem="use auto, cpu, cuda or cuda:N",
+                              source="the command line") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CourseError("train.no_cuda", device=config.device, torch=torch.__version__)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CourseError("train.no_cuda", device=config.device, torch=torch.__version__)
+    try:
+        autocast_dtype(config.precision, device)
+    except ValueError as error:
+        raise CourseError("train.bad_setting", field="precision", problem=str(error),
+                          source="the command line") from error
 
 
 def _catalog() -> Any:
