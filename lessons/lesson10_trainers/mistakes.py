@@ -5,8 +5,9 @@
 reference in place of its symbol (so ``torch``, ``math``, ``random``, ``time``,
 ``autocast_context``, ``IGNORE_INDEX``, ``distributed``, ``load_checkpoint`` ... resolve in
 that module, and ``@torch.no_grad()`` on ``Trainer.evaluate`` stays) and checks that some
-lesson test fails. Each body is the reference with one bug (marked ``# <- bug``), so the
-test that catches it is the one about that bug.
+lesson test fails. Each is the reference with one bug (marked ``# <- bug``), so the test
+that catches it is the one about that bug: short functions written out, long ones as
+``patched(...)`` text replacements of the reference definition.
 
 Not here, because they are correct: ``loss * (1 / k)`` for ``loss / k``; clipping with
 ``clip_grad_norm_(self.model.parameters(), ...)`` (every parameter requires grad);
@@ -16,7 +17,7 @@ block; ``self.model`` instead of ``self.train_model`` in one process.
 
 from __future__ import annotations
 
-from intro2llm_cli.mistakes import mistake
+from intro2llm_cli.mistakes import mistake, patched
 
 MP = "utils/mixed_precision.py"
 TR = "training/trainer.py"
@@ -58,41 +59,17 @@ def autocast_context_cuda_only(device, dtype):
     return torch.autocast(device_type="cuda", dtype=dtype)  # <- bug
 
 
-@mistake(MP, "LossScaler.unscale_", "no once-per-step guard: a second unscale_ divides the gradients again")
-def unscale_twice(self, optimizer):
-    if not self.enabled:  # <- bug: `or self._unscaled` missing
-        return self.found_inf
-    inv = 1.0 / self.scale_value
-    found = False
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            p.grad.mul_(inv)
-            if not bool(torch.isfinite(p.grad).all()):
-                found = True
-    self.found_inf = found
-    self._unscaled = True
-    return found
+unscale_twice = patched(
+    MP, "LossScaler.unscale_", "no once-per-step guard: a second unscale_ divides the gradients again",
+    replace=[
+             ('\n        if not self.enabled or self._unscaled:\n',
+              '\n        if not self.enabled:  # <- bug: `or self._unscaled` missing\n')])
 
-
-@mistake(MP, "LossScaler.unscale_", "looks for inf only (torch.isinf): a nan gradient goes through")
-def unscale_misses_nan(self, optimizer):
-    if not self.enabled or self._unscaled:
-        return self.found_inf
-    inv = 1.0 / self.scale_value
-    found = False
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            p.grad.mul_(inv)
-            if bool(torch.isinf(p.grad).any()):  # <- bug
-                found = True
-    self.found_inf = found
-    self._unscaled = True
-    return found
-
+unscale_misses_nan = patched(
+    MP, "LossScaler.unscale_", "looks for inf only (torch.isinf): a nan gradient goes through",
+    replace=[
+             ('if not bool(torch.isfinite(p.grad).all()):',
+              'if bool(torch.isinf(p.grad).any()):  # <- bug')])
 
 @mistake(MP, "LossScaler.step", "steps even when the gradients overflowed")
 def scaler_never_skips(self, optimizer):
@@ -102,50 +79,23 @@ def scaler_never_skips(self, optimizer):
     return True
 
 
-@mistake(MP, "LossScaler.update", "does not halve the scale on an overflow (only restarts the count)")
-def update_never_backs_off(self):
-    if not self.enabled:
-        return
-    if self.found_inf:
-        self.good_steps = 0  # <- bug: scale_value *= backoff_factor missing
-    else:
-        self.good_steps += 1
-        if self.good_steps >= self.growth_interval:
-            self.scale_value *= self.growth_factor
-            self.good_steps = 0
-    self.found_inf = False
-    self._unscaled = False
+update_never_backs_off = patched(
+    MP, "LossScaler.update", "does not halve the scale on an overflow (only restarts the count)",
+    replace=[
+             ('\n            self.scale_value *= self.backoff_factor\n',
+              '\n            pass  # <- bug: scale_value *= backoff_factor missing\n')])
 
+update_without_reset = patched(
+    MP, "LossScaler.update", "does not reset found_inf / _unscaled: the next step is never unscaled",
+    replace=[
+             ('\n        self.found_inf = False\n        self._unscaled = False',
+              '\n        pass  # <- bug: found_inf and _unscaled are not reset')])
 
-@mistake(MP, "LossScaler.update", "does not reset found_inf / _unscaled: the next step is never unscaled")
-def update_without_reset(self):
-    if not self.enabled:
-        return
-    if self.found_inf:
-        self.scale_value *= self.backoff_factor
-        self.good_steps = 0
-    else:
-        self.good_steps += 1
-        if self.good_steps >= self.growth_interval:
-            self.scale_value *= self.growth_factor
-            self.good_steps = 0
-    # <- bug: self.found_inf = False; self._unscaled = False missing
-
-
-@mistake(MP, "LossScaler.update", "an overflow does not restart the count of good steps")
-def update_keeps_counting(self):
-    if not self.enabled:
-        return
-    if self.found_inf:
-        self.scale_value *= self.backoff_factor  # <- bug: good_steps = 0 missing
-    else:
-        self.good_steps += 1
-        if self.good_steps >= self.growth_interval:
-            self.scale_value *= self.growth_factor
-            self.good_steps = 0
-    self.found_inf = False
-    self._unscaled = False
-
+update_keeps_counting = patched(
+    MP, "LossScaler.update", "an overflow does not restart the count of good steps",
+    replace=[
+             ('            self.scale_value *= self.backoff_factor\n            self.good_steps = 0\n',
+              '            self.scale_value *= self.backoff_factor  # <- bug: good_steps = 0 missing\n')])
 
 # ============================================================ training/pretrain_trainer.py
 
@@ -164,194 +114,81 @@ def compute_loss_shifts_by_hand(self, model, batch):
 # ============================================================ training/trainer.py
 
 
-@mistake(TR, "Trainer.next_batch", "keeps the incomplete tail: the last batch of an epoch is smaller")
-def next_batch_keeps_the_tail(self):
-    b = self.args.per_device_batch_size
-    span = b * self.world_size
-    if self._order is None:
-        self._start_epoch()
-    elif self.position >= len(self._order):  # <- bug: a partial batch is still served
-        self.epoch += 1
-        self._start_epoch()
-    start = self.position + self.rank * b
-    indices = self._order[start: start + b]
-    self.position += span
-    batch = self.collate_fn([self.train_dataset[int(i)] for i in indices])
-    return {k: v.to(self.device) for k, v in batch.items()}
+next_batch_keeps_the_tail = patched(
+    TR, "Trainer.next_batch", "keeps the incomplete tail: the last batch of an epoch is smaller",
+    replace=[
+             ('elif self.position + span > len(self._order):',
+              'elif self.position >= len(self._order):  # <- bug: a partial batch is still served')])
 
+next_batch_same_order_every_epoch = patched(
+    TR, "Trainer.next_batch", "re-seeds the data generator every epoch: every epoch has the same order",
+    replace=[
+             ('\n            self.epoch += 1\n            self._start_epoch()',
+              '\n            self.epoch += 1\n            self.data_generator.manual_seed(self.args.seed)  # <- bug\n            self._start_epoch()')])
 
-@mistake(TR, "Trainer.next_batch", "re-seeds the data generator every epoch: every epoch has the same order")
-def next_batch_same_order_every_epoch(self):
-    b = self.args.per_device_batch_size
-    span = b * self.world_size
-    if self._order is None:
-        self._start_epoch()
-    elif self.position + span > len(self._order):
-        self.epoch += 1
-        self.data_generator.manual_seed(self.args.seed)  # <- bug
-        self._start_epoch()
-    start = self.position + self.rank * b
-    indices = self._order[start: start + b]
-    self.position += span
-    batch = self.collate_fn([self.train_dataset[int(i)] for i in indices])
-    return {k: v.to(self.device) for k, v in batch.items()}
+training_step_without_dividing = patched(
+    TR, "Trainer.training_step", "accumulation without dividing the loss by k: k times the gradient",
+    replace=[
+             ('\n        scaled = loss / self.args.gradient_accumulation_steps\n',
+              '\n        scaled = loss  # <- bug: not divided by gradient_accumulation_steps\n')])
 
+training_step_zeroes_each_micro_batch = patched(
+    TR, "Trainer.training_step", "zero_grad before every backward: only the last micro-batch's gradient is left",
+    replace=[
+             ('        with autocast_context(self.device, self.amp_dtype):\n            loss =',
+              '        self.optimizer.zero_grad(set_to_none=True)  # <- bug\n        with autocast_context(self.device, self.amp_dtype):\n            loss =')])
 
-@mistake(TR, "Trainer.training_step", "accumulation without dividing the loss by k: k times the gradient")
-def training_step_without_dividing(self, batch):
-    with autocast_context(self.device, self.amp_dtype):
-        loss = self.compute_loss(self.train_model, batch)
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-    self.scaler.scale(loss).backward()  # <- bug: loss / gradient_accumulation_steps
-    return loss.detach()
+training_step_steps_the_scheduler = patched(
+    TR, "Trainer.training_step", "scheduler stepped per micro-batch",
+    replace=[
+             ('\n        self.scaler.scale(scaled).backward()\n',
+              '\n        self.scaler.scale(scaled).backward()\n        self.scheduler.step()  # <- bug\n')])
 
+training_step_without_autocast = patched(
+    TR, "Trainer.training_step", "forward outside autocast: bf16 training silently runs in fp32",
+    replace=[
+             ('        with autocast_context(self.device, self.amp_dtype):\n            loss = self.compute_loss(self.train_model, batch)\n',
+              '        loss = self.compute_loss(self.train_model, batch)  # <- bug: outside autocast\n')])
 
-@mistake(TR, "Trainer.training_step", "zero_grad before every backward: only the last micro-batch's gradient is left")
-def training_step_zeroes_each_micro_batch(self, batch):
-    self.optimizer.zero_grad(set_to_none=True)  # <- bug
-    with autocast_context(self.device, self.amp_dtype):
-        loss = self.compute_loss(self.train_model, batch)
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-    self.scaler.scale(loss / self.args.gradient_accumulation_steps).backward()
-    return loss.detach()
+training_step_without_loss_scaling = patched(
+    TR, "Trainer.training_step", "backward of the unscaled loss while the optimiser step unscales",
+    replace=[
+             ('\n        self.scaler.scale(scaled).backward()\n',
+              '\n        scaled.backward()  # <- bug: self.scaler.scale(...) missing\n')])
 
+optimizer_step_clips_after_the_step = patched(
+    TR, "Trainer.optimizer_step", "clips after optimizer.step(): the step used the unclipped gradients",
+    replace=[
+             ('\n        self.scaler.unscale_(self.optimizer)\n',
+              '\n        self.scaler.unscale_(self.optimizer)\n        stepped = self.scaler.step(self.optimizer)  # <- bug: before clipping\n'),
+             ('        stepped = self.scaler.step(self.optimizer)\n        self.scaler.update()',
+              '        self.scaler.update()')])
 
-@mistake(TR, "Trainer.training_step", "scheduler stepped per micro-batch")
-def training_step_steps_the_scheduler(self, batch):
-    with autocast_context(self.device, self.amp_dtype):
-        loss = self.compute_loss(self.train_model, batch)
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-    self.scaler.scale(loss / self.args.gradient_accumulation_steps).backward()
-    self.scheduler.step()  # <- bug
-    return loss.detach()
+optimizer_step_clips_before_unscale = patched(
+    TR, "Trainer.optimizer_step", "clips before unscaling: the threshold applies to the scaled gradients",
+    replace=[
+             ('\n        self.scaler.unscale_(self.optimizer)\n',
+              '\n'),
+             ('        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)\n',
+              '        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)\n        self.scaler.unscale_(self.optimizer)  # <- bug: after clipping\n')])
 
+optimizer_step_schedules_skipped_steps = patched(
+    TR, "Trainer.optimizer_step", "the scheduler steps even when the loss scaler skipped the step",
+    replace=[
+             ('        if stepped:\n            self.scheduler.step()',
+              '        self.scheduler.step()  # <- bug: also after a skipped step')])
 
-@mistake(TR, "Trainer.training_step", "forward outside autocast: bf16 training silently runs in fp32")
-def training_step_without_autocast(self, batch):
-    loss = self.compute_loss(self.train_model, batch)  # <- bug
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-    self.scaler.scale(loss / self.args.gradient_accumulation_steps).backward()
-    return loss.detach()
+train_logs_the_next_lr = patched(
+    TR, "Trainer.train", "lr logged after the optimiser step (and so after scheduler.step())",
+    replace=[('lr = self.optimizer.param_groups[0]["lr"]\n            grad_norm = self.optimizer_step()',
+              'grad_norm = self.optimizer_step()\n            lr = self.optimizer.param_groups[0]["lr"]  # <- bug')])
 
-
-@mistake(TR, "Trainer.training_step", "backward of the unscaled loss while the optimiser step unscales")
-def training_step_without_loss_scaling(self, batch):
-    with autocast_context(self.device, self.amp_dtype):
-        loss = self.compute_loss(self.train_model, batch)
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-    (loss / self.args.gradient_accumulation_steps).backward()  # <- bug: self.scaler.scale(...) missing
-    return loss.detach()
-
-
-@mistake(TR, "Trainer.optimizer_step", "clips after optimizer.step(): the step used the unclipped gradients")
-def optimizer_step_clips_after_the_step(self):
-    self.scaler.unscale_(self.optimizer)
-    stepped = self.scaler.step(self.optimizer)  # <- bug: before clipping
-    max_norm = self.args.max_grad_norm or math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], max_norm)
-    self.scaler.update()
-    if stepped:
-        self.scheduler.step()
-    self.optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
-
-
-@mistake(TR, "Trainer.optimizer_step", "clips before unscaling: the threshold applies to the scaled gradients")
-def optimizer_step_clips_before_unscale(self):
-    max_norm = self.args.max_grad_norm or math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], max_norm)
-    self.scaler.unscale_(self.optimizer)  # <- bug: after clipping
-    stepped = self.scaler.step(self.optimizer)
-    self.scaler.update()
-    if stepped:
-        self.scheduler.step()
-    self.optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
-
-
-@mistake(TR, "Trainer.optimizer_step", "the scheduler steps even when the loss scaler skipped the step")
-def optimizer_step_schedules_skipped_steps(self):
-    self.scaler.unscale_(self.optimizer)
-    max_norm = self.args.max_grad_norm or math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], max_norm)
-    self.scaler.step(self.optimizer)
-    self.scaler.update()
-    self.scheduler.step()  # <- bug: also after a skipped step
-    self.optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
-
-
-@mistake(TR, "Trainer.train", "lr logged after the optimiser step (and so after scheduler.step())")
-def train_logs_the_next_lr(self, resume_from=None):
-    args = self.args
-    if resume_from is not None:
-        self.load_checkpoint(resume_from)
-    else:
-        random.seed(args.seed)
-        torch.manual_seed(args.seed)
-        self.data_generator.manual_seed(args.seed)
-    self.model.train()
-    self.optimizer.zero_grad(set_to_none=True)
-    window_start, window_tokens = time.perf_counter(), 0
-    while self.step < args.max_steps:
-        losses = []
-        for _ in range(args.gradient_accumulation_steps):
-            batch = self.next_batch()
-            losses.append(self.training_step(batch))
-            window_tokens += batch["input_ids"].numel()
-        grad_norm = self.optimizer_step()
-        lr = self.optimizer.param_groups[0]["lr"]  # <- bug: read after scheduler.step()
-        self.step += 1
-        if self.step % args.log_every == 0 or self.step == args.max_steps:
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            self.log({"step": self.step, "epoch": self.epoch, "loss": float(torch.stack(losses).mean()), "lr": lr,
-                      "grad_norm": grad_norm, "tokens_per_s": window_tokens / elapsed})
-            window_start, window_tokens = time.perf_counter(), 0
-        if args.eval_every and self.eval_dataset is not None and self.step % args.eval_every == 0:
-            self.log({"step": self.step, **self.evaluate()})
-        if args.save_every and self.step % args.save_every == 0:
-            self.save_checkpoint()
-    if self._last_saved_step != self.step:
-        self.save_checkpoint()
-    return self.log_history
-
-
-@mistake(TR, "Trainer.train", "seeds the RNGs after loading the checkpoint: the restored RNG states are overwritten")
-def train_reseeds_after_resume(self, resume_from=None):
-    args = self.args
-    if resume_from is not None:
-        self.load_checkpoint(resume_from)
-    random.seed(args.seed)  # <- bug: also when resuming
-    torch.manual_seed(args.seed)
-    self.model.train()
-    self.optimizer.zero_grad(set_to_none=True)
-    window_start, window_tokens = time.perf_counter(), 0
-    while self.step < args.max_steps:
-        losses = []
-        for _ in range(args.gradient_accumulation_steps):
-            batch = self.next_batch()
-            losses.append(self.training_step(batch))
-            window_tokens += batch["input_ids"].numel()
-        lr = self.optimizer.param_groups[0]["lr"]
-        grad_norm = self.optimizer_step()
-        self.step += 1
-        if self.step % args.log_every == 0 or self.step == args.max_steps:
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            self.log({"step": self.step, "epoch": self.epoch, "loss": float(torch.stack(losses).mean()), "lr": lr,
-                      "grad_norm": grad_norm, "tokens_per_s": window_tokens / elapsed})
-            window_start, window_tokens = time.perf_counter(), 0
-        if args.eval_every and self.eval_dataset is not None and self.step % args.eval_every == 0:
-            self.log({"step": self.step, **self.evaluate()})
-        if args.save_every and self.step % args.save_every == 0:
-            self.save_checkpoint()
-    if self._last_saved_step != self.step:
-        self.save_checkpoint()
-    return self.log_history
+train_reseeds_after_resume = patched(
+    TR, "Trainer.train", "seeds the RNGs after loading the checkpoint: the restored RNG states are overwritten",
+    replace=[("        else:\n            random.seed(args.seed)\n            torch.manual_seed(args.seed)\n"
+              "            self.data_generator.manual_seed(args.seed)\n",
+              "        random.seed(args.seed)  # <- bug: also when resuming\n        torch.manual_seed(args.seed)\n"
+              "        self.data_generator.manual_seed(args.seed)\n")])
 
 
 @mistake(TR, "Trainer.evaluate", "no model.eval(): dropout stays on during evaluation")

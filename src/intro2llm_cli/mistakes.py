@@ -7,6 +7,16 @@ write, each marked with ``@mistake(file, symbol, why)``::
     def rmsnorm_eps_outside(self, x):
         ...
 
+A mistake that changes a line or two of a long function is better written as
+a patch of the reference, so the file shows just the bug::
+
+    train_lr_after_step = patched(
+        "training/trainer.py", "Trainer.train", "lr logged after scheduler.step()",
+        replace=[("lr = self.optimizer.param_groups[0][\"lr\"]\n            grad_norm = self.optimizer_step()",
+                  "grad_norm = self.optimizer_step()\n            lr = self.optimizer.param_groups[0][\"lr\"]")])
+
+Each ``old`` text must occur exactly once in the reference definition.
+
 ``author verify`` splices each function into a copy of the reference in place
 of ``symbol`` (renamed, re-indented; names resolve in the target module, as
 they would in the learner's file) and runs the lesson's suites: a mistake no
@@ -49,6 +59,35 @@ def mistake(file: str, symbol: str, why: str) -> Callable[[F], F]:
     return mark
 
 
+@dataclass(frozen=True)
+class Patch:
+    """A wrong version of ``symbol`` written as text replacements of the reference definition."""
+
+    file: str
+    symbol: str
+    why: str
+    replace: tuple[tuple[str, str], ...]
+
+    def source(self, name: str) -> str:
+        """The reference definition of ``symbol`` with every replacement applied."""
+        from .paths import reference_dir
+        from .stubgen import symbol_source
+
+        text = symbol_source((reference_dir() / self.file).read_text(encoding="utf-8"), self.symbol)
+        for old, new in self.replace:
+            count = text.count(old)
+            if count != 1:
+                raise MistakeFileError(f"mistake {name}: {old!r} occurs {count} times in the reference "
+                                       f"{self.symbol}; it must occur exactly once")
+            text = text.replace(old, new)
+        return text
+
+
+def patched(file: str, symbol: str, why: str, *, replace: list[tuple[str, str]]) -> Patch:
+    """Declare a mistake as ``(old, new)`` replacements in the reference ``symbol`` of ``file``."""
+    return Patch(file, symbol, why, tuple((old, new) for old, new in replace))
+
+
 def load_mistakes(lesson_folder: Path) -> list[Mistake]:
     """The mistakes declared in ``<lesson>/mistakes.py``, in file order (empty if none)."""
     path = lesson_folder / "mistakes.py"
@@ -64,9 +103,11 @@ def load_mistakes(lesson_folder: Path) -> list[Mistake]:
         where = f"{path}:{frame.lineno}" if frame.filename == str(path) else str(path)
         raise MistakeFileError(f"{where}: {type(exc).__name__}: {exc}") from exc
     found = []
-    for name, function in vars(module).items():
-        marked = getattr(function, "__mistake__", None)
-        if marked and inspect.isfunction(function):
+    for name, value in vars(module).items():
+        marked = getattr(value, "__mistake__", None)
+        if marked and inspect.isfunction(value):
             file, symbol, why = marked
-            found.append(Mistake(name, file, symbol, why, inspect.getsource(function)))
+            found.append(Mistake(name, file, symbol, why, inspect.getsource(value)))
+        elif isinstance(value, Patch):
+            found.append(Mistake(name, value.file, value.symbol, value.why, value.source(name)))
     return found

@@ -192,3 +192,23 @@ def test_a_step_continuation_after_code_is_reported():
     )
     assert orphan_continuations(source, ["f"]) == ["f:6"]
     assert orphan_continuations(source.replace("    #         (this", "    # Step 2: (this"), ["f"]) == []
+
+
+def test_a_patched_mistake_is_the_reference_with_its_replacements(tmp_path):
+    from intro2llm_cli.mistakes import MistakeFileError, load_mistakes
+
+    (tmp_path / "mistakes.py").write_text(
+        "from intro2llm_cli.mistakes import patched\n"
+        "eps_outside = patched('model/norm.py', 'RMSNorm.forward', 'eps outside the root',\n"
+        "    replace=[('\\n        h = h * torch.rsqrt(variance + self.eps)', '\\n        h = h * torch.rsqrt(variance) + self.eps')])\n",
+        encoding="utf-8")
+    [wrong] = load_mistakes(tmp_path)
+    assert (wrong.id, wrong.symbol, wrong.why) == ("eps_outside", "RMSNorm.forward", "eps outside the root")
+    assert "h = h * torch.rsqrt(variance) + self.eps" in wrong.source and wrong.source.lstrip().startswith("def forward")
+    (tmp_path / "mistakes.py").write_text(
+        "from intro2llm_cli.mistakes import patched\n"
+        "missing = patched('model/norm.py', 'RMSNorm.forward', 'x', replace=[('no such text', 'y')])\n",
+        encoding="utf-8")
+    with pytest.raises(MistakeFileError) as info:
+        load_mistakes(tmp_path)
+    assert "missing" in str(info.value) and "occurs 0 times" in str(info.value)

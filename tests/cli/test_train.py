@@ -111,6 +111,8 @@ def test_pretrain_writes_the_run_folder(trained):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     link = trained / "outputs" / "pretrain" / "final_model"
     assert link.resolve() == (run / "final_model").resolve()
+    cached = list((trained / "workspace" / ".llm-course" / "cache" / "tokenizers").iterdir())
+    assert len(cached) == 1 and (cached[0] / "tokenizer.json").is_file(), "the learner's tokenizer is cached once"
 
 
 def test_the_final_model_loads_in_transformers(trained):

@@ -114,3 +114,23 @@ def test_devices_and_precisions_the_machine_lacks_are_one_line(setting, words):
     with pytest.raises(CourseError) as error:
         check_device(run_config.resolve("pretrain", "smoke", setting))
     assert words in error.value.render("en")
+
+
+def test_the_tokenizer_cache_key_follows_the_tokenizer_code_and_the_data(tmp_path):
+    import shutil
+
+    from intro2llm_cli.train.tokenizer_cache import TOKENIZER_FILES, cache_key, training_sample
+
+    root = tmp_path / "my_llm"
+    for rel in TOKENIZER_FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(reference_dir() / rel, root / rel)
+    texts = ["hello world", "你好，世界", "more text here"]
+    sample = training_sample(texts, num_bytes=12)
+    assert sample == texts[:2], "documents are taken until the byte budget is reached"
+    key = cache_key(root, sample, 300, ["<pad>"])
+    assert cache_key(root, sample, 300, ["<pad>"]) == key
+    assert cache_key(root, sample, 301, ["<pad>"]) != key
+    assert cache_key(root, texts, 300, ["<pad>"]) != key
+    (root / "tokenizer/bpe_tokenizer.py").write_text("# edited\n", encoding="utf-8")
+    assert cache_key(root, sample, 300, ["<pad>"]) != key, "editing the tokenizer retrains it"
