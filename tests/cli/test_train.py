@@ -204,11 +204,17 @@ print("INTERRUPTED" if summary.interrupted else "FINISHED", summary.resume_from)
 """
 
 
-def test_ctrl_c_checkpoints_and_resume_continues_exactly(tmp_path):
-    whole = tmp_path / "whole"
-    ok(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke", "--reference", "--plain",
-                  "--output-dir", str(whole)))
-    reference = [m for m in read_metrics(run_folder_of(whole)) if "loss" in m]
+@pytest.fixture(scope="module")
+def smoke_metrics(tmp_path_factory) -> list[dict]:
+    """metrics.jsonl of one uninterrupted single-process smoke run of the reference (batch 8)."""
+    home = tmp_path_factory.mktemp("smoke")
+    ok(llm_course(home, "train", "pretrain", "--preset", "smoke", "--reference", "--plain",
+                  "--output-dir", str(home / "out")))
+    return read_metrics(run_folder_of(home / "out"))
+
+
+def test_ctrl_c_checkpoints_and_resume_continues_exactly(tmp_path, smoke_metrics):
+    reference = [m for m in smoke_metrics if "loss" in m]
 
     broken = tmp_path / "broken"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_COURSE_")}
@@ -232,14 +238,11 @@ def run_folder_of(output_dir: Path, stage: str = "pretrain") -> Path:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on Windows is not supported here")
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    one = tmp_path / "one"
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, smoke_metrics):
     two = tmp_path / "two"
     ok(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke", "--reference", "--plain",
-                  "--batch-size", "8", "--output-dir", str(one)))
-    ok(llm_course(tmp_path, "train", "pretrain", "--preset", "smoke", "--reference", "--plain",
                   "--batch-size", "4", "--nproc-per-node", "2", "--output-dir", str(two)))
-    single = read_metrics(run_folder_of(one))
+    single = smoke_metrics  # the smoke preset's batch is 8 = 2 processes x 4
     ddp = read_metrics(run_folder_of(two))
     assert [m["step"] for m in single] == [m["step"] for m in ddp]
     # Same global batch (2 x 4 = 8 examples); only the order of floating-point sums differs

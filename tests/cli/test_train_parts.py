@@ -134,3 +134,27 @@ def test_the_tokenizer_cache_key_follows_the_tokenizer_code_and_the_data(tmp_pat
     assert cache_key(root, texts, 300, ["<pad>"]) != key
     (root / "tokenizer/bpe_tokenizer.py").write_text("# edited\n", encoding="utf-8")
     assert cache_key(root, sample, 300, ["<pad>"]) != key, "editing the tokenizer retrains it"
+
+
+def test_ctrl_c_stops_only_at_the_first_micro_batch_of_a_step():
+    from intro2llm_cli.train.pipeline import InterruptGuard, StopRequested
+
+    class Loop:
+        def __init__(self):
+            self.served = 0
+
+        def next_batch(self):
+            self.served += 1
+            return self.served
+
+    loop = Loop()
+    with InterruptGuard(loop, grad_accum=3) as guard:
+        for _ in range(4):  # one whole step and the first micro-batch of the next
+            loop.next_batch()
+        guard.requested = True  # Ctrl-C in the middle of step 2
+        loop.next_batch()
+        loop.next_batch()  # step 2 finishes: its gradients are complete
+        with pytest.raises(StopRequested):
+            loop.next_batch()  # the first micro-batch of step 3 is never drawn
+    assert loop.served == 6
+    assert "next_batch" not in vars(loop), "the wrapper is removed afterwards"
